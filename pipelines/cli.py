@@ -1,0 +1,294 @@
+"""`txh`: the command-line interface.
+
+Exit codes (documented in the README):
+  0   ok
+  1   ran, but the quality gate failed (a file was rejected or failed its checks)
+  2   usage or configuration error
+  70  internal error (a bug; the message and the log say where)
+  75  another txh process holds the warehouse lock; try again later
+Logs are JSON lines on stderr when stderr is not a terminal; stdout carries the summary (or the
+JSON summary with --json) and query results.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines import logs
+from pipelines.config import REPO_ROOT, Config, ConfigError, describe, load_config
+from pipelines.warehouse import (
+    EXIT_GATE_FAILED,
+    EXIT_INTERNAL,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_USAGE,
+    LockBusy,
+    Warehouse,
+)
+
+app = typer.Typer(
+    name="txh",
+    help="treatment-history: turn clinical treatment records into refractory-status answers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+quality_app = typer.Typer(help="Quality suites (great-expectations).", no_args_is_help=True)
+app.add_typer(quality_app, name="quality")
+
+out = Console()  # stdout: summaries and results
+err = Console(stderr=True)
+
+
+class State:
+    cfg: Config | None = None
+    config_path: Path | None = None
+    warehouse: str | None = None
+    json_out: bool = False
+
+
+state = State()
+
+
+def cfg() -> Config:
+    if state.cfg is None:
+        state.cfg = load_config(state.config_path, warehouse=state.warehouse)
+    return state.cfg
+
+
+@app.callback()
+def main_options(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration file.",
+                                                envvar="TXH_CONFIG")] = None,
+    warehouse: Annotated[str | None, typer.Option(
+        "--warehouse", "-w", help="Output directory (default data/warehouse; env TXH_WAREHOUSE).")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    json_logs: Annotated[bool | None, typer.Option(
+        "--json-logs/--console-logs", help="Log format (default: JSON unless stderr is a TTY).")] = None,
+) -> None:
+    logs.configure(log_level, json_logs)
+    state.config_path = config
+    state.warehouse = warehouse
+    state.cfg = None
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, float], None]]:
+    """A rich progress display on a TTY; a no-op callback otherwise (cron, CI, pipes)."""
+    if not (enabled and err.is_terminal):
+        yield lambda stage, frac: None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as prog:
+        task = prog.add_task("starting", total=1.0)
+
+        def update(stage: str, frac: float) -> None:
+            prog.update(task, description=stage, completed=max(0.0, min(1.0, frac)))
+
+        yield update
+
+
+def _print_ingest_summary(result: Any) -> None:
+    if state.json_out:
+        return
+    t = Table(title=f"ingest batch {result.batch_id}" if result.batch_id else "ingest: nothing new")
+    for col in ("file", "status", "read", "accepted", "quarantined", "duplicates", "reconciled"):
+        t.add_column(col, justify="right" if col in ("read", "accepted", "quarantined", "duplicates") else "left")
+    for f in result.files:
+        t.add_row(Path(f.path).name if len(f.path) > 60 else f.path, f.status, str(f.rows_read),
+                  str(f.accepted), str(f.quarantined), str(f.duplicates),
+                  "yes" if f.reconciled else "NO")
+    t.add_row("total", "", str(result.rows_read), str(result.accepted), str(result.quarantined),
+              str(result.duplicates), "yes" if result.reconciled else "NO", style="bold")
+    out.print(t)
+    for f in result.files:
+        if f.message and f.status not in ("already_ingested",):
+            out.print(f"[yellow]{f.path}[/]: {f.message}")
+    if result.data_docs_path:
+        out.print(f"data docs: {result.data_docs_path}")
+
+
+def ingest_summary_dict(result: Any) -> dict[str, Any]:
+    return {
+        "batch_id": result.batch_id,
+        "rows_read": result.rows_read,
+        "accepted": result.accepted,
+        "quarantined": result.quarantined,
+        "duplicates": result.duplicates,
+        "reconciled": result.reconciled,
+        "gate_passed": result.gate_passed,
+        "files": [f.to_dict() for f in result.files],
+        "manifest": str(result.manifest_path) if result.manifest_path else None,
+        "data_docs": str(result.data_docs_path) if result.data_docs_path else None,
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories (recursive).")],
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="canonical (CSV/Parquet/JSON Lines in the event contract), "
+        "fhir, omop, sdtm or synthea.")] = "canonical",
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the warehouse lock.")] = 0.0,
+) -> None:
+    """Validate input files and append them to the event log as one atomic batch."""
+    from pipelines.ingest import ingest as do_ingest
+
+    state.json_out = json_out
+    c = _with_lock_wait(cfg(), wait)
+    with progress_bar() as prog:
+        if fmt == "canonical":
+            result = do_ingest(paths, c, progress=prog)
+        else:
+            from pipelines.adapters import ingest_source
+
+            result = ingest_source(fmt, paths, c, progress=prog)
+    if json_out:
+        out.print_json(json.dumps(ingest_summary_dict(result), default=str))
+    _print_ingest_summary(result)
+    raise typer.Exit(EXIT_OK if result.gate_passed else EXIT_GATE_FAILED)
+
+
+def _with_lock_wait(c: Config, wait: float) -> Config:
+    if wait:
+        import dataclasses
+
+        return dataclasses.replace(c, run=dataclasses.replace(c.run, lock_timeout_seconds=wait))
+    return c
+
+
+@app.command()
+def generate(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("data/generated"),
+    patients: Annotated[int | None, typer.Option(help="Number of patients.")] = None,
+    events: Annotated[int | None, typer.Option(help="Target number of events (sizes the cohort).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 42,
+    deliveries: Annotated[int, typer.Option(help="Number of delivery files.")] = 6,
+    final_delivery_fraction: Annotated[float | None, typer.Option(
+        help="Make the last delivery about this fraction of all events (incremental benchmarks).")] = None,
+) -> None:
+    """Generate a synthetic cohort in the canonical format, with a hidden-truth folder."""
+    from pipelines.generate import generate as do_generate
+
+    if patients is None and events is None:
+        patients = 300
+    with progress_bar() as prog:
+        res = do_generate(out_dir, n_patients=patients, n_events=events, seed=seed,
+                          n_deliveries=deliveries, final_delivery_fraction=final_delivery_fraction,
+                          progress=prog)
+    out.print(f"generated {getattr(res, 'n_events', '?')} events for "
+              f"{getattr(res, 'n_patients', '?')} patients in {out_dir}")
+
+
+@app.command("config")
+def config_cmd(
+    as_yaml: Annotated[bool, typer.Option("--yaml", help="Print the resolved configuration as YAML.")] = False,
+) -> None:
+    """Show every parameter with its value and documentation."""
+    c = cfg()
+    if as_yaml:
+        import yaml
+
+        out.print(yaml.safe_dump(c.to_dict(), sort_keys=False), end="")
+        return
+    t = Table(title="treatment-history configuration")
+    t.add_column("parameter")
+    t.add_column("value")
+    t.add_column("meaning")
+    for name, value, doc in describe(c):
+        t.add_row(name, str(value), doc)
+    out.print(t)
+
+
+@quality_app.command("suites")
+def quality_suites(
+    write: Annotated[bool, typer.Option("--write", help="Rewrite quality/suites/*.json.")] = False,
+) -> None:
+    """Check (or rewrite) the committed suites against the contract and rules."""
+    from quality.suites import SUITES_DIR, render_default_suites, write_default_suites
+
+    if write:
+        for p in write_default_suites():
+            out.print(f"wrote {p.relative_to(REPO_ROOT)}")
+        return
+    stale = [name for name, text in render_default_suites().items()
+             if not (SUITES_DIR / name).exists() or (SUITES_DIR / name).read_text() != text]
+    if stale:
+        err.print(f"out of date: {', '.join(stale)} (run `txh quality suites --write`)")
+        raise typer.Exit(EXIT_GATE_FAILED)
+    out.print("quality suites are up to date with the contract and quality/rules.yaml")
+
+
+@app.command()
+def docs() -> None:
+    """Regenerate docs/ from schemas/ (event contract) and the table sidecars (data dictionary)."""
+    from pipelines.docs import write_docs
+
+    for p in write_docs():
+        out.print(f"wrote {p.relative_to(REPO_ROOT)}")
+
+
+@app.command()
+def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Batches in the event log with their counts."""
+    wh = Warehouse.from_config(cfg())
+    ms = wh.committed_manifests()
+    if json_out:
+        out.print_json(json.dumps([{"batch_id": m["batch_id"], **m["totals"],
+                                    "ingested_at": m["ingested_at"]} for m in ms]))
+        return
+    t = Table(title=f"event log in {wh.root}")
+    for col in ("batch", "ingested_at", "read", "accepted", "quarantined", "duplicates", "gate"):
+        t.add_column(col)
+    for m in ms:
+        tt = m["totals"]
+        t.add_row(str(m["batch_id"]), m["ingested_at"], str(tt["rows_read"]), str(tt["accepted"]),
+                  str(tt["quarantined"]), str(tt["duplicates"]),
+                  "pass" if m["gate_passed"] else "FAIL")
+    out.print(t)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point with the documented exit codes."""
+    from typer._click import exceptions as click_exc  # typer >= 0.26 vendors click
+
+    try:
+        rc = app(args=argv, standalone_mode=False)
+    except click_exc.ClickException as e:  # usage errors
+        e.show()
+        sys.exit(EXIT_USAGE)
+    except click_exc.Abort:
+        sys.exit(130)
+    except ConfigError as e:
+        err.print(f"[red]configuration error:[/] {e}")
+        sys.exit(EXIT_USAGE)
+    except FileNotFoundError as e:
+        err.print(f"[red]error:[/] {e}")
+        sys.exit(EXIT_USAGE)
+    except LockBusy as e:
+        err.print(f"[yellow]busy:[/] {e}")
+        sys.exit(EXIT_LOCKED)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:
+        logs.get_logger("txh").exception("internal_error", error_type=type(e).__name__)
+        err.print(f"[red]internal error:[/] {type(e).__name__}: {e}")
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(rc if isinstance(rc, int) else EXIT_OK)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,276 @@
+"""Input files: discovery, hashing, format detection and loading into raw (all-text) tables.
+
+Every input row is loaded as text into a DuckDB table ``raw_<n>`` with ``_row``: the 1-based line
+(CSV: physical line of the record, header = line 1; JSON Lines: line) or row (Parquet) it came
+from. Typing happens later, in SQL generated from the contract, so a bad value becomes a
+quarantine reason instead of a reader crash.
+
+File-level problems (missing required column, empty file, unreadable encoding, unknown format)
+raise :class:`FileRejected` with a message meant for the user.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from schemas.contract import Contract
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+PARQUET_SUFFIXES = (".parquet",)
+# reserved provenance columns an adapter may supply (see pipelines/adapters)
+PROVENANCE_COLUMNS = ("_source_file", "_source_row", "_extra")
+
+
+class FileRejected(Exception):
+    """The whole file is rejected (batch-level failure)."""
+
+    def __init__(self, reason_code: str, message: str):
+        super().__init__(message)
+        self.reason_code = reason_code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path  # file to read
+    display_path: str  # how it is named in manifests and quarantine
+    sha256: str
+    size_bytes: int
+    fmt: str  # csv | jsonl | parquet
+
+    @property
+    def name(self) -> str:
+        return self.display_path
+
+
+@dataclass
+class RawTable:
+    table: str
+    columns: list[str]  # original column names (after stripping whitespace)
+    rows: int  # data rows parsed
+    malformed: int  # lines the reader could not parse (CSV) -> quarantined as malformed_row
+    provenance: bool = False  # has _source_file/_source_row columns (adapter output)
+    notes: list[str] = field(default_factory=list)
+
+
+def detect_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise FileRejected("unknown_format", f"{path}: unknown file type (expected CSV, JSON Lines or Parquet)")
+
+
+def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def discover(paths: list[Path], globs: list[str], recursive: bool = True) -> list[Path]:
+    """Files named by ``paths`` (directories expanded), sorted for a deterministic batch order."""
+    found: set[Path] = set()
+    for p in paths:
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.glob("*")
+            for f in it:
+                if f.is_file() and not f.name.startswith(".") and any(
+                    fnmatch.fnmatch(f.name.lower(), g) for g in globs
+                ):
+                    found.add(f)
+        elif p.is_file():
+            found.add(p)
+        else:
+            raise FileNotFoundError(f"input not found: {p}")
+    return sorted(found, key=lambda f: str(f))
+
+
+def describe_file(path: Path, display_path: str | None = None) -> InputFile:
+    return InputFile(
+        path=path,
+        display_path=display_path or str(path),
+        sha256=sha256_file(path),
+        size_bytes=path.stat().st_size,
+        fmt=detect_format(path),
+    )
+
+
+def _q(s: str) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def _ident(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
+
+
+def load_raw(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, contract: Contract,
+             delimiter: str = ",") -> RawTable:
+    if f.size_bytes == 0:
+        raise FileRejected("empty_file", f"{f.name}: the file is empty")
+    loader = {"csv": _load_csv, "jsonl": _load_jsonl, "parquet": _load_parquet}[f.fmt]
+    raw = loader(con, f, table, delimiter)
+    if raw.rows == 0 and raw.malformed == 0:
+        raise FileRejected("empty_file", f"{f.name}: the file has no data rows")
+    if f.fmt != "jsonl":
+        present = {c.strip().lower() for c in raw.columns}
+        missing = [c.name for c in contract.envelope if "all" in c.required_for
+                   and c.name not in present]
+        if missing:
+            raise FileRejected(
+                "missing_required_column",
+                f"{f.name}: required column(s) {', '.join(missing)} missing "
+                f"(found: {', '.join(raw.columns[:20])})",
+            )
+    return raw
+
+
+def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str) -> RawTable:
+    # Read the header ourselves: DuckDB's sniffer may guess "no header" for all-text files.
+    try:
+        header = con.execute(
+            f"SELECT * FROM read_csv({_q(str(f.path))}, header=false, all_varchar=true, "
+            f"delim={_q(delimiter)}, max_line_size=10000000) LIMIT 1"
+        ).fetchone()
+    except (duckdb.InvalidInputException, UnicodeDecodeError) as e:
+        raise FileRejected("unreadable_file", f"{f.name}: cannot read as CSV ({_short(e)})") from e
+    if header is None:
+        raise FileRejected("empty_file", f"{f.name}: the file is empty")
+    names = [str(h).strip() if h is not None else "" for h in header]
+    if any(n == "" for n in names) or len({n.lower() for n in names}) != len(names):
+        raise FileRejected("bad_header", f"{f.name}: header has empty or duplicate column names")
+    cols = "{" + ", ".join(f"{_q(n)}: 'VARCHAR'" for n in names) + "}"
+    rej_scan, rej_err = f"{table}_rej_scans", f"{table}_rej_errors"
+    try:
+        con.execute(
+            f"CREATE TABLE {table}_parsed AS SELECT * FROM read_csv({_q(str(f.path))}, "
+            f"header=true, columns={cols}, delim={_q(delimiter)}, quote='\"', escape='\"', "
+            f"auto_detect=false, store_rejects=true, rejects_scan={_q(rej_scan)}, "
+            f"rejects_table={_q(rej_err)}, max_line_size=10000000, null_padding=false)"
+        )
+    except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
+        raise FileRejected("unreadable_file", f"{f.name}: cannot read as CSV ({_short(e)})") from e
+    rejected_lines = con.execute(
+        f"SELECT count(DISTINCT line) FROM {rej_err}"
+    ).fetchone()[0]
+    parsed = con.execute(f"SELECT count(*) FROM {table}_parsed").fetchone()[0]
+    if parsed == 0 and rejected_lines > 0:
+        raise FileRejected("unreadable_file", f"{f.name}: no line could be parsed as CSV "
+                           f"({rejected_lines} malformed lines; wrong delimiter or encoding?)")
+    # Line numbers: DuckDB keeps file order (preserve_insertion_order); the k-th parsed record
+    # (0-based) sits on line k + 2 plus the number of rejected lines before it. This assumes no
+    # quoted newlines inside fields; with them, _row is the record number + 1.
+    if rejected_lines:
+        con.execute(f"""
+            CREATE TABLE {table}_rejlines AS
+            SELECT line, row_number() OVER (ORDER BY line) AS n_before_incl
+            FROM (SELECT DISTINCT line FROM {rej_err})
+        """)
+        con.execute(f"""
+            CREATE TABLE {table}_rejthreshold AS
+            SELECT line - 2 - (n_before_incl - 1) AS k_from, n_before_incl AS shift
+            FROM {table}_rejlines
+        """)
+        con.execute(f"""
+            CREATE TABLE {table} AS
+            WITH numbered AS (SELECT *, rowid AS _k FROM {table}_parsed)
+            SELECT n.* EXCLUDE (_k),
+                   n._k + 2 + coalesce(t.shift, 0) AS _row
+            FROM numbered n ASOF LEFT JOIN {table}_rejthreshold t ON n._k >= t.k_from
+            ORDER BY n._k
+        """)
+        con.execute(f"""
+            CREATE TABLE {table}_malformed AS
+            SELECT line AS _row, any_value(csv_line) AS original,
+                   string_agg(DISTINCT error_type, '; ' ORDER BY error_type) AS detail
+            FROM {rej_err} GROUP BY line
+        """)
+    else:
+        con.execute(f"CREATE TABLE {table} AS SELECT *, rowid + 2 AS _row FROM {table}_parsed")
+        con.execute(f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)")
+    con.execute(f"DROP TABLE {table}_parsed")
+    return RawTable(table=table, columns=names, rows=parsed, malformed=rejected_lines,
+                    provenance=_has_provenance(names))
+
+
+def _load_jsonl(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str) -> RawTable:
+    # One physical line per row (blank lines kept so line numbers stay exact), parsed as JSON in SQL.
+    try:
+        con.execute(f"""
+            CREATE TABLE {table}_lines AS
+            SELECT line AS _json, rowid + 1 AS _row
+            FROM read_csv({_q(str(f.path))}, columns={{'line': 'VARCHAR'}}, header=false,
+                          delim=chr(1), quote='', escape='', auto_detect=false,
+                          max_line_size=10000000, strict_mode=false)
+        """)
+    except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
+        raise FileRejected("unreadable_file", f"{f.name}: cannot read as JSON Lines ({_short(e)})") from e
+    con.execute(f"DELETE FROM {table}_lines WHERE _json IS NULL OR trim(_json) = ''")
+    con.execute(f"""
+        CREATE TABLE {table}_malformed AS
+        SELECT _row, _json AS original, 'invalid JSON object' AS detail FROM {table}_lines
+        WHERE NOT coalesce(json_valid(_json), false) OR json_type(_json) <> 'OBJECT'
+    """)
+    con.execute(f"""
+        CREATE TABLE {table} AS SELECT _json, _row FROM {table}_lines
+        WHERE coalesce(json_valid(_json), false) AND json_type(_json) = 'OBJECT'
+        ORDER BY _row
+    """)
+    con.execute(f"DROP TABLE {table}_lines")
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    malformed = con.execute(f"SELECT count(*) FROM {table}_malformed").fetchone()[0]
+    if rows == 0 and malformed > 0:
+        raise FileRejected("unreadable_file", f"{f.name}: no line is a JSON object")
+    # keys present anywhere in the file (for the required-column check and `extra`)
+    keys = [r[0] for r in con.execute(
+        f"SELECT DISTINCT unnest(json_keys(_json)) FROM {table} ORDER BY 1").fetchall()]
+    present = {k.strip().lower() for k in keys}
+    from schemas.contract import load_contract
+
+    missing = [c.name for c in load_contract().envelope if "all" in c.required_for
+               and c.name not in present]
+    if missing:
+        raise FileRejected("missing_required_column",
+                           f"{f.name}: required field(s) {', '.join(missing)} absent from every line")
+    return RawTable(table=table, columns=keys, rows=rows, malformed=malformed,
+                    provenance=_has_provenance(keys))
+
+
+def _load_parquet(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str) -> RawTable:
+    try:
+        desc = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_q(str(f.path))})").fetchall()
+    except (duckdb.InvalidInputException, duckdb.IOException) as e:
+        raise FileRejected("unreadable_file", f"{f.name}: cannot read as Parquet ({_short(e)})") from e
+    names = [d[0] for d in desc]
+    casts = ", ".join(
+        f"CAST({_ident(n)} AS VARCHAR) AS {_ident(n.strip())}" for n in names
+    )
+    con.execute(f"""
+        CREATE TABLE {table} AS
+        SELECT {casts}, file_row_number + 1 AS _row
+        FROM read_parquet({_q(str(f.path))}, file_row_number=true)
+        ORDER BY file_row_number
+    """)
+    con.execute(f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)")
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return RawTable(table=table, columns=[n.strip() for n in names], rows=rows, malformed=0,
+                    provenance=_has_provenance(names))
+
+
+def _has_provenance(names: list[str]) -> bool:
+    lowered = {n.strip().lower() for n in names}
+    return "_source_file" in lowered and "_source_row" in lowered
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:200]

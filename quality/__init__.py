@@ -1,0 +1,1 @@
+"""Quality gate: great-expectations suites per event family and their runner."""

@@ -1,0 +1,209 @@
+"""The quality gate runner: row-level reasons, the per-file gate, and the GX cross-check.
+
+1. ``apply_checks`` evaluates every suite's checks on the staged batch in one DuckDB pass and
+   adds ``reasons`` (VARCHAR[]) to each row. Rows with reasons are quarantined.
+2. ``check_counts`` counts failing rows per file, suite and check; ``gate`` compares each
+   failure fraction with the check's ``mostly`` (the fraction that must pass).
+3. ``gx_validate`` runs the same suites through great-expectations (SQL push-down on the staged
+   Parquet) and ``crosscheck`` requires GX's unexpected counts to equal ours.
+4. ``render_data_docs`` writes a self-contained HTML page of what passed and failed (GX's own
+   Data Docs link CDN assets and a tracking logo, see tooling-notes.md, so we render our own
+   from the GX result JSON).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from quality.suites import Suite
+
+
+@dataclass(frozen=True)
+class CheckCount:
+    file_idx: int
+    suite: str
+    reason_code: str
+    in_scope: int
+    failed: int
+    mostly: float
+
+    @property
+    def fail_fraction(self) -> float:
+        return self.failed / self.in_scope if self.in_scope else 0.0
+
+    @property
+    def passed(self) -> bool:
+        # mostly = fraction that must pass; compare in integers to avoid float edge effects
+        return self.in_scope == 0 or (self.in_scope - self.failed) >= self.mostly * self.in_scope - 1e-9
+
+
+@dataclass
+class GateResult:
+    passed_files: set[int] = field(default_factory=set)
+    failed_files: dict[int, list[CheckCount]] = field(default_factory=dict)
+
+    def file_passed(self, file_idx: int) -> bool:
+        return file_idx not in self.failed_files
+
+
+def _case(suite: Suite, check: Any) -> str:
+    cond = check.predicate if suite.scope == "TRUE" else f"({suite.scope}) AND ({check.predicate})"
+    if check.reason_codes_sql:
+        return f"CASE WHEN {cond} THEN {check.reason_codes_sql} ELSE CAST([] AS VARCHAR[]) END"
+    return f"CASE WHEN {cond} THEN ['{check.reason_code}'] ELSE CAST([] AS VARCHAR[]) END"
+
+
+def apply_checks(con: duckdb.DuckDBPyConnection, source: str, target: str,
+                 suites: list[Suite]) -> None:
+    """CREATE TABLE target AS source + ``reasons`` (sorted, distinct codes)."""
+    arms = [_case(s, c) for s in suites for c in s.checks]
+    concat = "list_concat(" + ", ".join(arms) + ")" if len(arms) > 1 else arms[0]
+    con.execute(f"""
+        CREATE TABLE {target} AS
+        SELECT *, list_sort(list_distinct({concat})) AS reasons FROM {source}
+    """)
+
+
+def check_counts(con: duckdb.DuckDBPyConnection, table: str, suites: list[Suite]) -> list[CheckCount]:
+    aggs, keys = [], []
+    for s in suites:
+        aggs.append(f"count(*) FILTER (WHERE {s.scope}) AS \"scope::{s.name}\"")
+        for c in s.checks:
+            cond = c.predicate if s.scope == "TRUE" else f"({s.scope}) AND ({c.predicate})"
+            aggs.append(f"count(*) FILTER (WHERE {cond}) AS \"fail::{s.name}::{c.reason_code}\"")
+            keys.append((s, c))
+    rows = con.execute(
+        f"SELECT _file_idx, {', '.join(aggs)} FROM {table} GROUP BY _file_idx ORDER BY _file_idx"
+    ).fetchall()
+    names = [d[0] for d in con.description]
+    out: list[CheckCount] = []
+    for row in rows:
+        rec = dict(zip(names, row, strict=True))
+        for s, c in keys:
+            out.append(CheckCount(
+                file_idx=rec["_file_idx"], suite=s.name, reason_code=c.reason_code,
+                in_scope=rec[f"scope::{s.name}"], failed=rec[f"fail::{s.name}::{c.reason_code}"],
+                mostly=c.mostly))
+    return out
+
+
+def gate(counts: list[CheckCount]) -> GateResult:
+    res = GateResult()
+    for c in counts:
+        if not c.passed:
+            res.failed_files.setdefault(c.file_idx, []).append(c)
+        else:
+            res.passed_files.add(c.file_idx)
+    res.passed_files -= set(res.failed_files)
+    return res
+
+
+def totals_by_check(counts: list[CheckCount]) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for c in counts:
+        out[(c.suite, c.reason_code)] = out.get((c.suite, c.reason_code), 0) + c.failed
+    return out
+
+
+def gx_validate(staged_parquet: Path, suites: list[Suite], threads: int = 0,
+                memory_limit: str = "2GB") -> dict[str, dict[str, Any]]:
+    from quality.gx_duckdb import validate_parquet
+
+    return validate_parquet(staged_parquet, suites, threads=threads, memory_limit=memory_limit)
+
+
+class CrossCheckError(RuntimeError):
+    """GX and the quarantine pass disagree: a bug in a check's predicate, never a data problem."""
+
+
+def crosscheck(gx_results: dict[str, dict[str, Any]], counts: list[CheckCount]) -> None:
+    from quality.gx_duckdb import unexpected_counts
+
+    ours = totals_by_check(counts)
+    problems = []
+    for suite, result in gx_results.items():
+        for code, n in unexpected_counts(result).items():
+            if ours.get((suite, code), 0) != n:
+                problems.append(f"{suite}.{code}: great-expectations {n}, quarantine pass "
+                                f"{ours.get((suite, code), 0)}")
+    if problems:
+        raise CrossCheckError("quality cross-check failed: " + "; ".join(problems))
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#222}
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}.ok{color:#176d2c;font-weight:600}.bad{color:#b00020;font-weight:600}
+.num{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#777;font-size:.85rem}
+"""
+
+
+def render_data_docs(path: Path, *, batch_id: int, files: list[dict[str, Any]],
+                     counts: list[CheckCount], suites: list[Suite],
+                     gx_results: dict[str, dict[str, Any]] | None) -> None:
+    """One self-contained HTML page: files and their reconciliation, then every check."""
+    e = html.escape
+    rows_files = "".join(
+        f"<tr><td>{e(f['path'])}</td><td>{e(f['status'])}</td>"
+        f"<td class=num>{f.get('rows_read', 0)}</td><td class=num>{f.get('accepted', 0)}</td>"
+        f"<td class=num>{f.get('quarantined', 0)}</td><td class=num>{f.get('duplicates', 0)}</td>"
+        f"<td class={'ok' if f.get('reconciled', True) else 'bad'}>"
+        f"{'yes' if f.get('reconciled', True) else 'NO'}</td><td>{e(f.get('message', ''))}</td></tr>"
+        for f in files
+    )
+    by_file: dict[int, str] = {i: f["path"] for i, f in enumerate(files)}
+    gx_success: dict[tuple[str, str], bool] = {}
+    for sname, res in (gx_results or {}).items():
+        for r in res["results"]:
+            gx_success[(sname, r["expectation_config"]["meta"]["reason_code"])] = r["success"]
+    sections = []
+    for s in suites:
+        rows = []
+        for c in s.checks:
+            mine = [x for x in counts if x.suite == s.name and x.reason_code == c.reason_code]
+            failed = sum(x.failed for x in mine)
+            scope = sum(x.in_scope for x in mine)
+            ok = all(x.passed for x in mine)
+            worst = [by_file.get(x.file_idx, "?") for x in mine if not x.passed]
+            gx = gx_success.get((s.name, c.reason_code))
+            rows.append(
+                f"<tr><td><code>{e(c.reason_code)}</code></td><td>{e(c.rationale)}</td>"
+                f"<td>{e(c.origin)}</td><td class=num>{scope}</td><td class=num>{failed}</td>"
+                f"<td class=num>{(failed / scope * 100 if scope else 0):.2f}%</td>"
+                f"<td class=num>{c.mostly:.2f}</td>"
+                f"<td class={'ok' if ok else 'bad'}>{'pass' if ok else 'FAIL'}</td>"
+                f"<td>{'' if gx is None else ('success' if gx else 'unexpected rows')}</td>"
+                f"<td>{e(', '.join(worst))}</td></tr>"
+            )
+        sections.append(
+            f"<h2>Suite <code>{e(s.name)}</code> <span class=muted>scope: {e(s.scope)}</span></h2>"
+            "<table><tr><th>reason code</th><th>rule</th><th>origin</th><th>rows in scope</th>"
+            "<th>failed</th><th>failed %</th><th>mostly</th><th>gate</th><th>GX</th>"
+            "<th>files failing the gate</th></tr>" + "".join(rows) + "</table>"
+        )
+    doc = (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        f"<title>txh data docs: batch {batch_id}</title><style>{_CSS}</style></head><body>"
+        f"<h1>Data quality: batch {batch_id:06d}</h1>"
+        "<p class=muted>Rows failing a check are quarantined with its reason code. A file fails "
+        "the gate when a check's failure fraction exceeds 1 - mostly. Counts come from the "
+        "quarantine pass and are cross-checked against great-expectations.</p>"
+        "<h2>Files</h2><table><tr><th>file</th><th>status</th><th>read</th><th>accepted</th>"
+        "<th>quarantined</th><th>duplicates</th><th>reconciled</th><th>message</th></tr>"
+        + rows_files + "</table>" + "".join(sections) + "</body></html>"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc)
+
+
+def dump_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))

@@ -1,0 +1,1 @@
+"""The event contract and table specs (versioned). See schemas/events/v1.yaml."""
