@@ -113,9 +113,9 @@ def _print_ingest_summary(result: Any) -> None:
     out.print(t)
     for f in result.files:
         if f.message and f.status not in ("already_ingested",):
-            out.print(f"[yellow]{f.path}[/]: {f.message}")
+            out.print(f"[yellow]{f.path}[/]: {f.message}", soft_wrap=True)
     if result.data_docs_path:
-        out.print(f"data docs: {result.data_docs_path}")
+        out.print(f"data docs: {result.data_docs_path}", soft_wrap=True)
 
 
 def ingest_summary_dict(result: Any) -> dict[str, Any]:
@@ -167,6 +167,100 @@ def _with_lock_wait(c: Config, wait: float) -> Config:
 
         return dataclasses.replace(c, run=dataclasses.replace(c.run, lock_timeout_seconds=wait))
     return c
+
+
+def _parse_as_of(value: str | None) -> Any:
+    if value is None:
+        return None
+    from datetime import datetime
+
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ConfigError(f"--as-of: not an ISO date or timestamp: {value!r}") from e
+    if ts.tzinfo is not None:
+        from datetime import UTC
+
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    if len(value) == 10:  # a bare date means the end of that day
+        ts = ts.replace(hour=23, minute=59, second=59)
+    return ts
+
+
+@app.command()
+def build(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Replay only events recorded (and occurred) at or before this ISO date or "
+        "timestamp (UTC; a bare date means its end). Default: now.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Rebuild everything (no incremental).")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Write the rendered SQL with its parameters for review; build nothing.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the warehouse lock.")] = 0.0,
+) -> None:
+    """Replay the event log (as of a moment) into the derived tables and publish them."""
+    from pipelines.build.runner import build as do_build
+    from pipelines.build.runner import render_dry_run
+
+    c = _with_lock_wait(cfg(), wait)
+    ts = _parse_as_of(as_of)
+    if dry_run:
+        from datetime import UTC, datetime
+
+        target = Warehouse.from_config(c).root / "dry-run"
+        files = render_dry_run(c, ts or datetime.now(UTC).replace(tzinfo=None), target)
+        out.print(f"wrote {len(files)} files to {target}")
+        return
+    with progress_bar() as prog:
+        res = do_build(c, as_of=ts, full=full, progress=prog)
+    summary = {"build_id": res.build_id, "as_of": res.as_of.isoformat(sep=" "), "mode": res.mode,
+               "reason": res.reason, "affected_patients": res.affected_patients,
+               "steps": [{"name": s.name, "rows": s.rows, "patients": s.patients,
+                          "seconds": s.seconds} for s in res.steps],
+               "seconds": round(res.timings.get("total", 0.0), 2)}
+    if json_out:
+        out.print_json(json.dumps(summary))
+        return
+    t = Table(title=f"build {res.build_id} ({res.mode}) as of {res.as_of:%Y-%m-%d %H:%M:%S}")
+    for col in ("table", "rows", "patients", "seconds"):
+        t.add_column(col, justify="left" if col == "table" else "right")
+    for s in res.steps:
+        t.add_row(s.name, str(s.rows), "" if s.patients is None else str(s.patients), f"{s.seconds:.2f}")
+    out.print(t)
+    out.print(f"{res.reason}; warehouse: {Warehouse.from_config(c).duckdb_path}", soft_wrap=True)
+
+
+@app.command("run")
+def run_cmd(
+    inputs: Annotated[list[str] | None, typer.Argument(
+        help="Inputs to ingest (default: run.inputs, the bundled sample).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="As-of moment for the build (default now).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Rebuild everything.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run record (JSON) on stdout.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the warehouse lock.")] = 0.0,
+) -> None:
+    """The scheduled batch job: ingest what is new, build, publish, report."""
+    from pipelines.run import run as do_run
+
+    c = _with_lock_wait(cfg(), wait)
+    with progress_bar() as prog:
+        res = do_run(c, inputs=inputs or None, as_of=_parse_as_of(as_of), full=full, progress=prog)
+    rec = res.summary()
+    if json_out:
+        out.print_json(json.dumps(rec, default=str))
+    else:
+        state.json_out = False
+        if res.ingest is not None:
+            _print_ingest_summary(res.ingest)
+        b = rec.get("build")
+        if b:
+            out.print(f"build {b['build_id']}: {b['mode']} ({b['reason']}), {b['seconds']} s",
+                      soft_wrap=True)
+        for name, step in rec.get("post_build", {}).items():
+            out.print(f"{name}: {step.get('summary', '')}", soft_wrap=True)
+        out.print(f"run {res.run_id}: {res.status}; record {res.record_path}", soft_wrap=True)
+        out.print(f"warehouse: {Warehouse.from_config(c).duckdb_path}", soft_wrap=True)
+    raise typer.Exit(res.exit_code)
 
 
 @app.command()
@@ -269,8 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     except click_exc.ClickException as e:  # usage errors
         e.show()
         sys.exit(EXIT_USAGE)
-    except click_exc.Abort:
-        sys.exit(130)
+    except BrokenPipeError:  # stdout closed early (e.g. `txh ... | head`)
+        sys.exit(EXIT_OK)
     except ConfigError as e:
         err.print(f"[red]configuration error:[/] {e}")
         sys.exit(EXIT_USAGE)
@@ -283,6 +377,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except SystemExit:
+        raise
     except Exception as e:
         logs.get_logger("txh").exception("internal_error", error_type=type(e).__name__)
         err.print(f"[red]internal error:[/] {type(e).__name__}: {e}")

@@ -104,7 +104,8 @@ class ReportConfig:
 @dataclass(frozen=True)
 class RunConfig:
     inputs: list[str] = _p(
-        ["data/sample"], "Input files or directories `txh run` ingests (relative to the repo)."
+        ["data/sample/deliveries"],
+        "Input files or directories `txh run` ingests (relative paths: from the repo root).",
     )
     lock_timeout_seconds: float = _p(
         0.0, "How long a run waits for the warehouse lock before giving up (exit 75)."

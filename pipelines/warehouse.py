@@ -48,6 +48,14 @@ class LockBusy(RuntimeError):
     pass
 
 
+def fault_point(name: str) -> None:
+    """Crash here (as a SIGKILL would) when TXH_FAULT_AT names this point: used by the
+    fault-injection tests to prove that a crash between any two writes leaves the last good
+    outputs intact."""
+    if os.environ.get("TXH_FAULT_AT") == name:
+        os._exit(99)
+
+
 @dataclass(frozen=True)
 class Warehouse:
     root: Path
@@ -146,7 +154,7 @@ class Warehouse:
                 elif d.name.startswith(".tmp"):
                     shutil.rmtree(d, ignore_errors=True)
                     removed.append(d)
-        for sub in (self.quarantine_dir, self.duplicates_dir):
+        for sub in (self.quarantine_dir, self.duplicates_dir, self.quality_dir):
             if sub.exists():
                 for f in sub.iterdir():
                     bid = _batch_of(f.name)

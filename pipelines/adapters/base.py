@@ -10,7 +10,6 @@ records_read = records_mapped + records_out_of_scope + records_quarantined.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,31 +104,10 @@ def ingest_source(
 
 
 def to_converted_input(res: AdapterResult) -> Any:
-    """The ingest's ConvertedInput for an adapter result.
-
-    ConvertedInput.describe() hashes each source file through the canonical-format detector,
-    which rejects source formats it does not read itself (FHIR Bundle .json, SAS .xpt, DuckDB
-    databases). The subclass hashes the same way without the format check (same sha256 scheme).
-    """
+    """The ingest's ConvertedInput for an adapter result."""
     from pipelines.ingest import ConvertedInput
-    from pipelines.ingest.sources import InputFile, sha256_file
 
-    class _AdapterInput(ConvertedInput):
-        def describe(self) -> InputFile:
-            h = hashlib.sha256()
-            for f in sorted(self.source_files):
-                h.update(sha256_file(f).encode())
-            names = ", ".join(str(f) for f in self.source_files[:3])
-            more = f" (+{len(self.source_files) - 3} more)" if len(self.source_files) > 3 else ""
-            return InputFile(
-                path=self.events_path,
-                display_path=f"{self.source_format}: {names}{more}",
-                sha256=h.hexdigest(),
-                size_bytes=sum(f.stat().st_size for f in self.source_files),
-                fmt="parquet",
-            )
-
-    return _AdapterInput(
+    return ConvertedInput(
         source_format=res.source_format,
         source_files=res.source_files,
         events_path=res.events_path,

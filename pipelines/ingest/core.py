@@ -31,13 +31,21 @@ import psutil
 
 from pipelines.config import Config
 from pipelines.ingest.normalise import content_hash_expr, family_case, stage_select
-from pipelines.ingest.sources import FileRejected, InputFile, describe_file, discover, load_raw
+from pipelines.ingest.sources import (
+    FileRejected,
+    InputFile,
+    describe_file,
+    discover,
+    load_raw,
+    sha256_file,
+)
 from pipelines.logs import get_logger
 from pipelines.warehouse import (
     Warehouse,
     atomic_replace_dir,
     atomic_write_json,
     connect,
+    fault_point,
 )
 from quality import runner
 from quality.suites import build_suites
@@ -128,8 +136,8 @@ class ConvertedInput:
 
     def describe(self) -> InputFile:
         h = hashlib.sha256()
-        for f in sorted(self.source_files):
-            h.update(describe_file(f).sha256.encode())
+        for f in sorted(self.source_files):  # any source format: no canonical-format check
+            h.update(sha256_file(f).encode())
         names = ", ".join(str(f) for f in self.source_files[:3])
         more = f" (+{len(self.source_files) - 3} more)" if len(self.source_files) > 3 else ""
         return InputFile(
@@ -371,8 +379,10 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
     timings["write"] = time.perf_counter() - tick
 
     # commit: rename the batch's files into place, then write the manifest (the marker)
+    fault_point("ingest.before_events_rename")
     if n_acc:
         atomic_replace_dir(tmp_events, final_events)
+    fault_point("ingest.before_manifest")
     if docs_dir.exists():
         import shutil
 
@@ -406,6 +416,7 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     atomic_write_json(wh.manifest_path(batch_id), manifest)
+    fault_point("ingest.after_manifest")
     return IngestResult(batch_id=batch_id, files=all_reports,
                         manifest_path=wh.manifest_path(batch_id),
                         data_docs_path=docs_dir / "data_docs.html", timings=timings)
@@ -589,7 +600,9 @@ def _write_quarantine_and_duplicates(
     if parts:
         con.execute("CREATE TABLE quarantine AS " + " UNION ALL BY NAME ".join(parts))
     else:
-        con.execute("CREATE TABLE quarantine (_file_idx INTEGER, reasons VARCHAR[])")
+        con.execute("CREATE TABLE quarantine (_file_idx INTEGER, _row BIGINT, source_file VARCHAR, "
+                    "source_row BIGINT, event_id VARCHAR, patient_id VARCHAR, event_type VARCHAR, "
+                    "reasons VARCHAR[], conflict_with VARCHAR, original VARCHAR)")
     n_q = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
     if n_q:
         q_path = wh.quarantine_dir / f"batch={batch_id:06d}.parquet"

@@ -11,7 +11,9 @@ raise :class:`FileRejected` with a message meant for the user.
 
 from __future__ import annotations
 
+import csv
 import fnmatch
+import gzip
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,14 +138,12 @@ def load_raw(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, contract:
 
 
 def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str) -> RawTable:
-    # Read the header ourselves: DuckDB's sniffer may guess "no header" for all-text files.
+    # Read the header ourselves: DuckDB's sniffer may guess "no header" for all-text files,
+    # and refuses files whose malformed lines confuse it.
     try:
-        header = con.execute(
-            f"SELECT * FROM read_csv({_q(str(f.path))}, header=false, all_varchar=true, "
-            f"delim={_q(delimiter)}, max_line_size=10000000) LIMIT 1"
-        ).fetchone()
-    except (duckdb.InvalidInputException, UnicodeDecodeError) as e:
-        raise FileRejected("unreadable_file", f"{f.name}: cannot read as CSV ({_short(e)})") from e
+        header = _read_csv_header(f.path, delimiter)
+    except (UnicodeDecodeError, csv.Error, OSError) as e:
+        raise FileRejected("unreadable_file", f"{f.name}: cannot read the CSV header ({_short(e)})") from e
     if header is None:
         raise FileRejected("empty_file", f"{f.name}: the file is empty")
     names = [str(h).strip() if h is not None else "" for h in header]
@@ -203,16 +203,26 @@ def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimite
                     provenance=_has_provenance(names))
 
 
+def _read_csv_header(path: Path, delimiter: str) -> list[str] | None:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+        for row in csv.reader(fh, delimiter=delimiter):
+            return row
+    return None
+
+
 def _load_jsonl(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str) -> RawTable:
     # One physical line per row (blank lines kept so line numbers stay exact), parsed as JSON in SQL.
     try:
         con.execute(f"""
-            CREATE TABLE {table}_lines AS
-            SELECT line AS _json, rowid + 1 AS _row
+            CREATE TABLE {table}_text AS
+            SELECT line AS _json
             FROM read_csv({_q(str(f.path))}, columns={{'line': 'VARCHAR'}}, header=false,
                           delim=chr(1), quote='', escape='', auto_detect=false,
                           max_line_size=10000000, strict_mode=false)
         """)
+        con.execute(f"CREATE TABLE {table}_lines AS SELECT _json, rowid + 1 AS _row FROM {table}_text")
+        con.execute(f"DROP TABLE {table}_text")
     except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
         raise FileRejected("unreadable_file", f"{f.name}: cannot read as JSON Lines ({_short(e)})") from e
     con.execute(f"DELETE FROM {table}_lines WHERE _json IS NULL OR trim(_json) = ''")

@@ -1,0 +1,43 @@
+"""CLI behaviour a scheduler relies on: help, exit codes, JSON summary on stdout, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, dispensing, write_csv
+
+
+def txh(*args: str, wh: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", "--warehouse", str(wh), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    r = txh("--help", wh=tmp_path)
+    assert r.returncode == 0
+    for cmd in ("ingest", "build", "run", "generate", "report", "query", "config"):
+        assert cmd in r.stdout
+
+
+def test_usage_error_exits_2(tmp_path: Path) -> None:
+    assert txh("ingest", wh=tmp_path).returncode == 2
+    assert txh("ingest", str(tmp_path / "missing.csv"), wh=tmp_path).returncode == 2
+    assert txh("no-such-command", wh=tmp_path).returncode == 2
+
+
+def test_ingest_exit_codes_json_summary_and_logs(tmp_path: Path) -> None:
+    good = write_csv(tmp_path / "good.csv", [dispensing(i, recorded_at="2024-12-01")
+                                             for i in range(1, 21)])
+    r = txh("ingest", "--json", str(good), wh=tmp_path / "wh")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["accepted"] == 20 and summary["reconciled"] and summary["gate_passed"]
+    logs = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "ingest.batch_done" for e in logs)
+    bad_rows = [dispensing(i, days_supply=-1) for i in range(30, 40)]
+    bad = write_csv(tmp_path / "bad.csv", bad_rows)
+    r = txh("ingest", str(bad), wh=tmp_path / "wh")
+    assert r.returncode == 1 and "quality gate failed" in r.stdout

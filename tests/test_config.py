@@ -1,0 +1,49 @@
+"""Typed configuration: defaults documented, YAML overrides validated, errors are exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ConfigError, describe, load_config
+from tests.conftest import REPO
+
+
+def test_every_parameter_is_documented() -> None:
+    undocumented = [name for name, _v, doc in describe() if not doc.strip()]
+    assert not undocumented
+
+
+def test_yaml_overrides_and_env_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("engine: {memory_limit: 1GB}\nparams: {persistence_window_days: 60}\n")
+    monkeypatch.setenv("TXH_WAREHOUSE", str(tmp_path / "w"))
+    cfg = load_config(p)
+    assert cfg.engine.memory_limit == "1GB" and cfg.params.persistence_window_days == 60
+    assert cfg.warehouse_path == tmp_path / "w"
+    assert load_config(p, warehouse="/x").warehouse == "/x"  # CLI option beats the environment
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("engine: {memroy_limit: 1GB}\n", "unknown setting"),
+    ("params: {persistence_window_days: thirty}\n", "expected an integer"),
+    ("quality: {on_gate_failure: ignore}\n", "not one of"),
+    ("quality: [1, 2]\n", "expected a mapping"),
+    ("a: [\n", "not valid YAML"),
+])
+def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, msg: str) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=msg):
+        load_config(p)
+
+
+def test_cli_exits_2_on_bad_configuration(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("engine: {nope: 1}\n")
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "-c", str(p), "config"], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown setting" in r.stderr
