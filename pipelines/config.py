@@ -125,6 +125,10 @@ class BuildConfig:
         "evaluation date, parameters and transforms); otherwise rebuild everything.",
     )
     keep_builds: int = _p(3, "Published builds kept on disk for readers of older views.")
+    rule_pack_dirs: list[str] = _p(
+        [], "Extra directories of rule packs (YAML); a pack here overrides the shipped pack "
+        "of the same condition.",
+    )
 
 
 def _load_param_specs() -> dict[str, dict[str, Any]]:
@@ -224,9 +228,8 @@ def _check_value(value: Any, default: Any, meta: Any, path: str) -> Any:
     elif isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
-    elif isinstance(default, list):
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
+    elif isinstance(default, list) and not isinstance(value, list):
+        raise ConfigError(f"{path}: expected a list, got {value!r}")
     choices = meta.get("choices") if meta else None
     if choices and value not in choices:
         raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(str, choices))}")

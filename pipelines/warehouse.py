@@ -148,10 +148,7 @@ class Warehouse:
         committed = {m["batch_id"] for m in self.committed_manifests()}
         if self.events_dir.exists():
             for d in self.events_dir.iterdir():
-                if d.name.startswith("batch=") and int(d.name.split("=")[1]) not in committed:
-                    shutil.rmtree(d, ignore_errors=True)
-                    removed.append(d)
-                elif d.name.startswith(".tmp"):
+                if d.name.startswith("batch=") and int(d.name.split("=")[1]) not in committed or d.name.startswith(".tmp"):
                     shutil.rmtree(d, ignore_errors=True)
                     removed.append(d)
         for sub in (self.quarantine_dir, self.duplicates_dir, self.quality_dir):

@@ -1,0 +1,188 @@
+"""Benchmarks (`make bench`): generated cohorts at 1M and 10M events, end to end.
+
+For each size, in a scratch directory (default bench/out/, git-ignored):
+  1. generate the cohort (deliveries; the last delivery ~1% of events for the incremental run)
+  2. I/O floor: DuckDB alone reads the same input files and writes them once as Parquet
+  3. `txh ingest` of all deliveries but the last (subprocess; wall time, peak RSS)
+  4. `txh build` full (per-step times from the build manifest; peak RSS); and the build I/O
+     floor: DuckDB reading the event-log Parquet and rewriting it once
+  5. `txh run` end to end from an empty warehouse on the same inputs (ingest + build + reports)
+  6. incremental: `txh run` on the last (~1%) delivery, same as-of date
+Results go to <out>/results.json and a Markdown table printed at the end (copied into the
+README's performance section by hand, with the date and machine).
+Peak memory is the child's maximum resident set size from wait4(2) (the whole process: Python,
+DuckDB, great-expectations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.config import REPO_ROOT
+
+AS_OF = "2025-01-31T00:00:00"
+
+
+def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run a command; wall time and peak RSS (MB) of that child via wait4."""
+    t = time.perf_counter()
+    with open(env.get("BENCH_STDERR", os.devnull), "ab") as errf:
+        p = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=errf)
+        out = p.stdout.read() if p.stdout else b""
+        _, status, ru = os.wait4(p.pid, 0)
+    secs = time.perf_counter() - t
+    rc = os.waitstatus_to_exitcode(status)
+    return {"seconds": round(secs, 2), "rc": rc, "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
+            "stdout": out.decode(errors="replace")}
+
+
+def io_floor_inputs(files: list[Path], out: Path) -> float:
+    """DuckDB alone: read the input files and write them once as Parquet."""
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    t = time.perf_counter()
+    for i, f in enumerate(files):
+        name = f.name.lower()
+        if name.endswith(".csv"):
+            src = f"read_csv('{f}', all_varchar=true, header=true)"
+        elif name.endswith((".jsonl", ".ndjson")):
+            src = f"read_json('{f}', format='newline_delimited')"
+        else:
+            src = f"read_parquet('{f}')"
+        con.execute(f"COPY (SELECT * FROM {src}) TO '{out}/floor_{i}.parquet' (FORMAT parquet)")
+    secs = time.perf_counter() - t
+    con.close()
+    return secs
+
+
+def io_floor_log(wh: Path, out: Path) -> float:
+    files = sorted(wh.glob("log/events/batch=*/*.parquet"))
+    lst = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    con = duckdb.connect()
+    t = time.perf_counter()
+    con.execute(f"COPY (SELECT * FROM read_parquet({lst})) TO '{out}/floor_log.parquet' (FORMAT parquet)")
+    secs = time.perf_counter() - t
+    con.close()
+    return secs
+
+
+def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
+    from pipelines.generate import generate
+
+    d = root / f"n{n_events}"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    res: dict[str, Any] = {"events_target": n_events}
+    t = time.perf_counter()
+    gen = generate(d / "cohort", n_events=n_events, seed=seed, final_delivery_fraction=0.01)
+    res["generate_seconds"] = round(time.perf_counter() - t, 2)
+    res["events_generated"] = getattr(gen, "n_events", None)
+    order = _delivery_order(d / "cohort")
+    first, last = order[:-1], order[-1:]
+    res["input_bytes"] = sum(f.stat().st_size for f in order)
+
+    floor_dir = d / "floor"
+    floor_dir.mkdir()
+    res["io_floor_inputs_seconds"] = round(io_floor_inputs(first, floor_dir), 2)
+    shutil.rmtree(floor_dir)
+
+    env = dict(os.environ, GX_ANALYTICS_ENABLED="false", TXH_WAREHOUSE=str(d / "wh"),
+               BENCH_STDERR=str(d / "stderr.log"))
+    txh = [sys.executable, "-m", "pipelines.cli", "--json-logs"]
+    ing = run_measured([*txh, "ingest", "--json", *map(str, first)], env)
+    res["ingest"] = {k: v for k, v in ing.items() if k != "stdout"}
+    try:
+        summary = json.loads(ing["stdout"])
+        res["ingest"].update({k: summary[k] for k in ("rows_read", "accepted", "quarantined",
+                                                       "duplicates", "reconciled")})
+        res["ingest"]["stage_seconds"] = summary.get("timings_s")
+    except (json.JSONDecodeError, KeyError):
+        pass
+    res["ingest"]["ratio_to_floor"] = round(ing["seconds"] / res["io_floor_inputs_seconds"], 2)
+
+    bld = run_measured([*txh, "build", "--json", "--full", "--as-of", AS_OF], env)
+    res["build"] = {k: v for k, v in bld.items() if k != "stdout"}
+    try:
+        bs = json.loads(bld["stdout"])
+        res["build"]["steps"] = {s["name"]: s["seconds"] for s in bs["steps"]}
+    except (json.JSONDecodeError, KeyError):
+        pass
+    floor_dir.mkdir()
+    res["io_floor_log_seconds"] = round(io_floor_log(d / "wh", floor_dir), 2)
+    shutil.rmtree(floor_dir)
+    res["build"]["ratio_to_floor"] = round(bld["seconds"] / res["io_floor_log_seconds"], 2)
+
+    # end to end from an empty warehouse, then the incremental run on the last delivery
+    env_run = dict(env, TXH_WAREHOUSE=str(d / "wh_run"))
+    e2e = run_measured([*txh, "run", "--json", "--as-of", AS_OF, *map(str, first)], env_run)
+    res["run_full"] = {k: v for k, v in e2e.items() if k != "stdout"}
+    res["run_full"]["ratio_to_floor"] = round(e2e["seconds"] / res["io_floor_inputs_seconds"], 2)
+    inc = run_measured([*txh, "run", "--json", "--as-of", AS_OF, *map(str, last)], env_run)
+    res["run_incremental"] = {k: v for k, v in inc.items() if k != "stdout"}
+    try:
+        rec = json.loads(inc["stdout"])
+        res["run_incremental"]["build_mode"] = rec["build"]["mode"]
+        res["run_incremental"]["affected_patients"] = rec["build"]["affected_patients"]
+        res["run_incremental"]["rows_read"] = rec["ingest"]["rows_read"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        pass
+    res["run_incremental"]["fraction_of_full"] = round(inc["seconds"] / e2e["seconds"], 3)
+    return res
+
+
+def _delivery_order(cohort: Path) -> list[Path]:
+    """Delivery files in the order they were delivered (from the generator's truth folder)."""
+    idx = cohort / "truth" / "deliveries.csv"
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT file FROM read_csv('{idx}') ORDER BY delivery_seq").fetchall()
+    return [cohort / "deliveries" / Path(r[0]).name for r in rows]
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["| events | I/O floor (inputs) | ingest | ratio | ingest peak RSS | build (full) | "
+             "build floor | ratio | run e2e | incremental run (1%) | inc/full |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(
+            f"| {r.get('events_generated') or r['events_target']:,} | {r['io_floor_inputs_seconds']} s | "
+            f"{r['ingest']['seconds']} s | {r['ingest']['ratio_to_floor']}x | "
+            f"{r['ingest']['peak_rss_mb']} MB | {r['build']['seconds']} s | "
+            f"{r['io_floor_log_seconds']} s | {r['build']['ratio_to_floor']}x | "
+            f"{r['run_full']['seconds']} s | {r['run_incremental']['seconds']} s | "
+            f"{r['run_incremental']['fraction_of_full']:.1%} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "out"))
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--keep", action="store_true", help="keep generated data and warehouses")
+    args = ap.parse_args(argv)
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n in [int(x) for x in args.sizes.split(",")]:
+        print(f"== {n:,} events", flush=True)
+        r = bench_size(n, root, args.seed)
+        results.append(r)
+        print(json.dumps(r, indent=1), flush=True)
+        (root / "results.json").write_text(json.dumps(results, indent=1))
+        if not args.keep:
+            shutil.rmtree(root / f"n{n}", ignore_errors=True)
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The build: replay the event log into derived tables (see runner.py)."""

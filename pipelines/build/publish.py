@@ -1,0 +1,109 @@
+"""Publishing a build: the analysts' DuckDB file and the CURRENT pointer.
+
+The DuckDB file holds views over the build's Parquet files (and over the event log, quarantine
+and runs), with ``COMMENT ON`` text from the table sidecars, so ``DESCRIBE``/``duckdb_columns()``
+explain every column. It is written under a temporary name and renamed over the old file:
+a reader that opened the old file keeps a consistent view (the old inode and the old build's
+Parquet, kept for ``build.keep_builds`` builds), and a new reader sees only the new build.
+The file is written in DuckDB storage format v1.5.0 so analysts on DuckDB 1.5+ can open it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.build.models import Model
+from pipelines.config import Config
+from pipelines.warehouse import Warehouse, atomic_write_json, fault_point, fsync_dir
+
+STORAGE_COMPATIBILITY = "v1.5.0"
+
+# views over the log and the run records, beside the derived tables
+EXTRA_VIEWS: dict[str, tuple[str, str]] = {
+    "quarantine": (
+        "Rows that failed the quality gate, with machine-readable reasons and the original row.",
+        "quarantine/batch=*.parquet",
+    ),
+}
+
+
+def _q(s: str) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def _comment(s: str) -> str:
+    return _q(" ".join(s.split()))
+
+
+def write_duckdb(path: Path, wh: Warehouse, build_dir: Path, models: list[Model],
+                 extra: dict[str, Any] | None = None) -> None:
+    path.unlink(missing_ok=True)
+    con = duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
+    try:
+        for m in models:
+            pq = build_dir / f"{m.name}.parquet"
+            con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet({_q(str(pq))})")
+            con.execute(f"COMMENT ON VIEW {m.name} IS {_comment(f'{m.description} Grain: {m.grain}.')}")
+            actual = {r[0] for r in con.execute(f"DESCRIBE {m.name}").fetchall()}
+            for col, doc in m.columns.items():
+                if col in actual and doc:
+                    con.execute(f"COMMENT ON COLUMN {m.name}.{col} IS {_comment(doc)}")
+        events = sorted(wh.events_dir.glob("batch=*/*.parquet"))
+        if events:
+            files = "[" + ", ".join(_q(str(f)) for f in events) + "]"
+            con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({files})")
+            con.execute("COMMENT ON VIEW events IS 'The append-only event log: every accepted "
+                        "event of every committed batch (corrections included, not applied; see "
+                        "events_current).'")
+            from schemas.contract import load_contract
+
+            for c in load_contract().storage_columns():
+                if c.doc:
+                    con.execute(f"COMMENT ON COLUMN events.{c.name} IS {_comment(c.doc)}")
+        for name, (doc, pattern) in EXTRA_VIEWS.items():
+            files = sorted(wh.root.glob(pattern))
+            if files:
+                lst = "[" + ", ".join(_q(str(f)) for f in files) + "]"
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({lst}, union_by_name=true)")
+                con.execute(f"COMMENT ON VIEW {name} IS {_comment(doc)}")
+        for hook in PUBLISH_HOOKS:
+            hook(con, wh, build_dir, extra or {})
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+PUBLISH_HOOKS: list[Any] = []  # callables(con, wh, build_dir, extra) adding views (runs, ...)
+
+
+def publish_build(wh: Warehouse, cfg: Config, build_id: str, models: list[Model],
+                  extra: dict[str, Any] | None = None) -> Path:
+    build_dir = wh.builds_dir / build_id
+    tmp = wh.root / f".tmp-warehouse-{build_id}.duckdb"
+    write_duckdb(tmp, wh, build_dir, models, extra)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fault_point("publish.before_duckdb_replace")
+    os.replace(tmp, wh.duckdb_path)
+    fsync_dir(wh.root)
+    fault_point("publish.before_pointer")
+    atomic_write_json(wh.current_pointer, {"build_id": build_id})
+    prune_builds(wh, cfg.build.keep_builds, keep={build_id})
+    return wh.duckdb_path
+
+
+def prune_builds(wh: Warehouse, keep_n: int, keep: set[str]) -> None:
+    builds = sorted(p for p in wh.builds_dir.iterdir() if p.is_dir() and p.name[:6].isdigit())
+    for p in builds[:-keep_n] if keep_n > 0 else builds:
+        if p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+    for p in wh.builds_dir.glob(".tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)

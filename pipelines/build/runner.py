@@ -1,0 +1,374 @@
+"""The build: replay the event log as of a moment into the derived tables.
+
+Python only orders the steps, binds parameters and records attrition; every table is a DuckDB SQL
+file in transforms/ (see models.py).
+
+As of T: ``log_events`` holds the committed events with ``recorded_at <= T`` and
+``occurred_at <= T`` (what was known at T about what had happened by T). Parameters are bound as
+DuckDB variables (``getvariable('persistence_window_days')``), plus ``as_of`` (TIMESTAMP) and
+``as_of_date`` (DATE).
+
+Full build: every model over every visible event. Incremental build (the default when the
+previous published build is compatible: same evaluation date, parameters, transforms and
+reference data): only the patients whose visible events changed are recomputed, through the
+same SQL with ``log_events`` restricted to them; their rows replace theirs in the previous
+Parquet, and cohort-level models are recomputed from the merged tables. Both paths write every
+table sorted by its total order, so incremental output is byte-identical to a full rebuild
+(tests/test_build_incremental.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.build import reference
+from pipelines.build.models import Model, code_hash, load_models
+from pipelines.config import Config
+from pipelines.logs import get_logger
+from pipelines.warehouse import (
+    Warehouse,
+    atomic_replace_dir,
+    atomic_write_json,
+    connect,
+    fault_point,
+)
+from schemas.contract import load_contract
+from schemas.upcasters import upcast_sql
+
+log = get_logger("txh.build")
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class StepStats:
+    name: str
+    layer: str
+    rows: int
+    patients: int | None
+    seconds: float
+    inputs: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    attrition: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class BuildResult:
+    build_id: str
+    as_of: datetime
+    mode: str  # full | incremental | unchanged
+    reason: str
+    output_dir: Path
+    steps: list[StepStats]
+    affected_patients: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+
+def _q(s: str) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def _sql_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    return _q(str(v))
+
+
+def params_dict(cfg: Config) -> dict[str, Any]:
+    return {f.name: getattr(cfg.params, f.name) for f in fields(cfg.params)}
+
+
+def bind_params(con: duckdb.DuckDBPyConnection, cfg: Config, as_of: datetime) -> None:
+    for name, value in params_dict(cfg).items():
+        con.execute(f"SET VARIABLE {name} = {_sql_value(value)}")
+    con.execute(f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP)")
+    con.execute(f"SET VARIABLE as_of_date = CAST({_q(as_of.date().isoformat())} AS DATE)")
+
+
+def log_relation(files_by_version: dict[int, list[Path]]) -> str:
+    """SQL over the committed event files, each version upcast to the current contract."""
+    parts = []
+    for version, files in sorted(files_by_version.items()):
+        if files:
+            rel = "SELECT * FROM read_parquet([" + ", ".join(_q(str(f)) for f in files) + "])"
+            parts.append(upcast_sql(rel, version))
+    if not parts:
+        cols = ", ".join(f"CAST(NULL AS {c.duckdb_type}) AS {c.name}"
+                         for c in load_contract().storage_columns())
+        return f"SELECT {cols} WHERE false"
+    return " UNION ALL ".join(parts)
+
+
+def create_log_view(con: duckdb.DuckDBPyConnection, files_by_version: dict[int, list[Path]],
+                    patient_filter: str | None = None) -> None:
+    """``log_events``: committed events visible as of getvariable('as_of')."""
+    restrict = f" AND patient_id IN (SELECT patient_id FROM {patient_filter})" if patient_filter else ""
+    con.execute(f"""
+        CREATE OR REPLACE VIEW log_events AS
+        SELECT * FROM ({log_relation(files_by_version)})
+        WHERE recorded_at <= getvariable('as_of') AND occurred_at <= getvariable('as_of'){restrict}
+    """)
+
+
+def files_by_version(wh: Warehouse, up_to_batch: int | None = None) -> dict[int, list[Path]]:
+    out: dict[int, list[Path]] = {}
+    for m in wh.committed_manifests():
+        if up_to_batch is not None and m["batch_id"] > up_to_batch:
+            continue
+        out.setdefault(int(m.get("schema_version", 1)), []).extend(
+            wh.root / f for f in m.get("event_files", []))
+    return out
+
+
+def run_model(con: duckdb.DuckDBPyConnection, model: Model) -> float:
+    t = time.perf_counter()
+    con.execute(f"CREATE OR REPLACE TABLE {model.name} AS\n{model.sql}")
+    return time.perf_counter() - t
+
+
+def table_stats(con: duckdb.DuckDBPyConnection, name: str, per_patient: bool) -> tuple[int, int | None]:
+    if per_patient:
+        rows, pats = con.execute(f"SELECT count(*), count(DISTINCT patient_id) FROM {name}").fetchone()
+        return rows, pats
+    return con.execute(f"SELECT count(*) FROM {name}").fetchone()[0], None
+
+
+def run_models(con: duckdb.DuckDBPyConnection, models: list[Model], progress: Progress,
+               *, with_attrition: bool = True) -> list[StepStats]:
+    stats: list[StepStats] = []
+    known: dict[str, tuple[int, int | None]] = {}
+    for i, m in enumerate(models):
+        progress(f"build {m.name}", i / max(len(models), 1))
+        secs = run_model(con, m)
+        rows, pats = table_stats(con, m.name, m.per_patient)
+        known[m.name] = (rows, pats)
+        step = StepStats(name=m.name, layer=m.layer, rows=rows, patients=pats, seconds=round(secs, 3))
+        for d in m.depends_on:
+            if d == "log_events":
+                if "log_events" not in known:
+                    known["log_events"] = table_stats(con, "log_events", True)
+            r, p = known.get(d, (None, None))
+            step.inputs[d] = {"rows": r, "patients": p}
+        if with_attrition:
+            for a in m.attrition:
+                n = con.execute(a["sql"]).fetchone()[0]
+                step.attrition.append({"reason": " ".join(a["reason"].split()), "rows": int(n)})
+        stats.append(step)
+        log.info("build.step", step=m.name, rows=rows, patients=pats, seconds=round(secs, 3))
+    return stats
+
+
+def write_parquet(con: duckdb.DuckDBPyConnection, model: Model, path: Path,
+                  source: str | None = None) -> None:
+    order = ", ".join(model.order_by)
+    src = source or model.name
+    con.execute(f"COPY (SELECT * FROM {src} ORDER BY {order}) TO {_q(str(path))} "
+                "(FORMAT parquet, COMPRESSION zstd)")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _hash_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_current(wh: Warehouse) -> dict[str, Any] | None:
+    if not wh.current_pointer.exists():
+        return None
+    ptr = json.loads(wh.current_pointer.read_text())
+    manifest = wh.builds_dir / ptr["build_id"] / "build.json"
+    return json.loads(manifest.read_text()) if manifest.exists() else None
+
+
+def _next_build_id(wh: Warehouse) -> str:
+    existing = [p.name for p in wh.builds_dir.glob("*") if p.name[:6].isdigit()]
+    n = max((int(x[:6]) for x in existing), default=0) + 1
+    return f"{n:06d}"
+
+
+def build(cfg: Config, *, as_of: datetime | None = None, full: bool = False,
+          progress: Progress | None = None, publish: bool = True) -> BuildResult:
+    wh = Warehouse.from_config(cfg)
+    wh.ensure()
+    with wh.lock(cfg.run.lock_timeout_seconds):
+        return _build_locked(wh, cfg, as_of or _utcnow(), full, progress or (lambda s, f: None),
+                             publish)
+
+
+def _build_locked(wh: Warehouse, cfg: Config, as_of: datetime, full: bool, progress: Progress,
+                  publish: bool) -> BuildResult:
+    t0 = time.perf_counter()
+    wh.sweep_uncommitted()
+    models = load_models()
+    manifests = wh.committed_manifests()
+    max_batch = manifests[-1]["batch_id"] if manifests else 0
+    fbv = files_by_version(wh)
+    con = connect(cfg, wh=wh)
+    try:
+        bind_params(con, cfg, as_of)
+        ref_files = reference.load_all(con, cfg)
+        fingerprint = {
+            "params": _hash_json(params_dict(cfg)),
+            "code": code_hash(),
+            "reference": reference.reference_hash(ref_files),
+            "schema_version": load_contract().schema_version,
+        }
+        prev = read_current(wh)
+        mode, reason = _choose_mode(cfg, prev, fingerprint, as_of, full, max_batch)
+        affected_n: int | None = None
+        if mode == "incremental":
+            assert prev is not None
+            affected_n = _affected_patients(con, fbv, prev, as_of)
+            if affected_n == 0:
+                con.close()
+                log.info("build.unchanged", build_id=prev["build_id"])
+                return BuildResult(build_id=prev["build_id"], as_of=as_of, mode="unchanged",
+                                   reason="no visible event changed since the previous build",
+                                   output_dir=wh.builds_dir / prev["build_id"], steps=[],
+                                   affected_patients=0,
+                                   timings={"total": time.perf_counter() - t0})
+        build_id = _next_build_id(wh)
+        tmp_dir = wh.builds_dir / f".tmp-{build_id}"
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir(parents=True)
+        log.info("build.start", build_id=build_id, mode=mode, as_of=as_of.isoformat(),
+                 affected_patients=affected_n)
+        if mode == "full":
+            create_log_view(con, fbv)
+            steps = run_models(con, models, progress)
+            for m in models:
+                write_parquet(con, m, tmp_dir / f"{m.name}.parquet")
+        else:
+            assert prev is not None
+            steps = _incremental(con, wh, models, fbv, prev, tmp_dir, progress)
+        timings = {"total": time.perf_counter() - t0}
+        manifest = {
+            "build_id": build_id,
+            "as_of": as_of.isoformat(sep=" "),
+            "as_of_date": as_of.date().isoformat(),
+            "mode": mode,
+            "mode_reason": reason,
+            "max_batch_id": max_batch,
+            "affected_patients": affected_n,
+            "fingerprint": fingerprint,
+            "parameters": params_dict(cfg),
+            "tables": {m.name: f"{m.name}.parquet" for m in models},
+            "steps": [asdict(s) for s in steps],
+            "built_at": _utcnow().isoformat(sep=" "),
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
+        atomic_write_json(tmp_dir / "build.json", manifest)
+        final_dir = wh.builds_dir / build_id
+        fault_point("build.before_rename")
+        atomic_replace_dir(tmp_dir, final_dir)
+    finally:
+        try:
+            con.close()
+        except Exception:  # pragma: no cover
+            pass
+    if publish:
+        from pipelines.build.publish import publish_build
+
+        progress("publish", 0.95)
+        publish_build(wh, cfg, build_id, models)
+    res = BuildResult(build_id=build_id, as_of=as_of, mode=mode, reason=reason,
+                      output_dir=final_dir, steps=steps, affected_patients=affected_n,
+                      timings={"total": time.perf_counter() - t0})
+    log.info("build.done", build_id=build_id, mode=mode, seconds=round(res.timings["total"], 2))
+    return res
+
+
+def _choose_mode(cfg: Config, prev: dict[str, Any] | None, fingerprint: dict[str, Any],
+                 as_of: datetime, full: bool, max_batch: int) -> tuple[str, str]:
+    if full:
+        return "full", "requested (--full)"
+    if not cfg.build.incremental:
+        return "full", "incremental builds disabled (build.incremental = false)"
+    if prev is None:
+        return "full", "no previous build"
+    if prev.get("fingerprint") != fingerprint:
+        changed = [k for k in fingerprint if prev.get("fingerprint", {}).get(k) != fingerprint[k]]
+        return "full", f"changed since the previous build: {', '.join(changed)}"
+    if prev.get("as_of_date") != as_of.date().isoformat():
+        return "full", (f"evaluation date changed ({prev.get('as_of_date')} -> {as_of.date()}): "
+                        "time-dependent outcomes (follow-up windows, ongoing trials) move for everyone")
+    if prev.get("max_batch_id", 0) > max_batch:
+        return "full", "the log has fewer batches than the previous build saw"
+    return "incremental", "same evaluation date, parameters and transforms as the previous build"
+
+
+def _affected_patients(con: duckdb.DuckDBPyConnection, fbv: dict[int, list[Path]],
+                       prev: dict[str, Any], as_of: datetime) -> int:
+    """Patients whose set of visible events differs between the previous build and now."""
+    prev_as_of = _q(prev["as_of"])
+    now = _q(as_of.isoformat(sep=" "))
+    con.execute(f"""
+        CREATE OR REPLACE TABLE affected AS
+        SELECT DISTINCT patient_id FROM ({log_relation(fbv)})
+        WHERE (batch_id <= {int(prev['max_batch_id'])}
+               AND recorded_at <= CAST({prev_as_of} AS TIMESTAMP)
+               AND occurred_at <= CAST({prev_as_of} AS TIMESTAMP))
+           <> (recorded_at <= CAST({now} AS TIMESTAMP) AND occurred_at <= CAST({now} AS TIMESTAMP))
+    """)
+    return con.execute("SELECT count(*) FROM affected").fetchone()[0]
+
+
+def _incremental(con: duckdb.DuckDBPyConnection, wh: Warehouse, models: list[Model],
+                 fbv: dict[int, list[Path]], prev: dict[str, Any], out_dir: Path,
+                 progress: Progress) -> list[StepStats]:
+    prev_dir = wh.builds_dir / prev["build_id"]
+    create_log_view(con, fbv, patient_filter="affected")
+    per_patient = [m for m in models if m.per_patient]
+    cohort = [m for m in models if not m.per_patient]
+    steps = run_models(con, per_patient, progress)
+    for s in steps:
+        for a in s.attrition:
+            a["scope"] = "recomputed patients only"
+    for m in per_patient:
+        old = _q(str(prev_dir / f"{m.name}.parquet"))
+        con.execute(f"""
+            CREATE OR REPLACE TABLE merged_{m.name} AS
+            SELECT * FROM read_parquet({old}) WHERE patient_id NOT IN (SELECT patient_id FROM affected)
+            UNION ALL BY NAME SELECT * FROM {m.name}
+        """)
+        write_parquet(con, m, out_dir / f"{m.name}.parquet", source=f"merged_{m.name}")
+        con.execute(f"DROP TABLE merged_{m.name}")
+        con.execute(f"DROP TABLE {m.name}")
+        con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet("
+                    f"{_q(str(out_dir / f'{m.name}.parquet'))})")
+        rows, pats = table_stats(con, m.name, True)
+        step = next(s for s in steps if s.name == m.name)
+        step.rows, step.patients = rows, pats
+    create_log_view(con, fbv)  # cohort models see the whole log
+    steps += run_models(con, cohort, progress)
+    for m in cohort:
+        write_parquet(con, m, out_dir / f"{m.name}.parquet")
+    return steps
+
+
+def render_dry_run(cfg: Config, as_of: datetime, out_dir: Path) -> list[Path]:
+    """Write every model's SQL, in run order, with the parameter bindings, for review."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    binds = [f"SET VARIABLE {k} = {_sql_value(v)};" for k, v in params_dict(cfg).items()]
+    binds += [f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP);",
+              f"SET VARIABLE as_of_date = CAST({_q(as_of.date().isoformat())} AS DATE);"]
+    written = [out_dir / "00_parameters.sql"]
+    written[0].write_text("\n".join(binds) + "\n")
+    for i, m in enumerate(load_models(), start=1):
+        p = out_dir / f"{i:02d}_{m.name}.sql"
+        p.write_text(f"-- {m.layer}/{m.name}: {m.grain}\nCREATE OR REPLACE TABLE {m.name} AS\n{m.sql}")
+        written.append(p)
+    return written
