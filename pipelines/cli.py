@@ -264,6 +264,48 @@ def run_cmd(
 
 
 @app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL over the warehouse views, e.g. "
+                                       "\"SELECT status, count(*) FROM refractory_status GROUP BY 1\"")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 200,
+) -> None:
+    """Run a read-only SQL query against the published warehouse and print the result."""
+    import duckdb
+
+    wh = Warehouse.from_config(cfg())
+    if not wh.duckdb_path.exists():
+        raise ConfigError(f"no published warehouse at {wh.duckdb_path}; run `txh run` first")
+    con = duckdb.connect(str(wh.duckdb_path), read_only=True)
+    con.execute("SET enable_progress_bar = false")
+    try:
+        rel = con.execute(sql)
+        cols = [d[0] for d in rel.description] if rel.description else []
+        rows = rel.fetchall()
+    except duckdb.Error as e:
+        raise ConfigError(f"query failed: {str(e).splitlines()[0]}") from e
+    finally:
+        con.close()
+    if fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    elif fmt == "json":
+        out.print_json(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str))
+    else:
+        t = Table(show_lines=False)
+        for c in cols:
+            t.add_column(c)
+        for r in rows[:limit]:
+            t.add_row(*["" if v is None else str(v) for v in r])
+        out.print(t)
+        if len(rows) > limit:
+            out.print(f"... {len(rows) - limit} more rows (use --limit or --format csv)")
+
+
+@app.command()
 def generate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("data/generated"),
     patients: Annotated[int | None, typer.Option(help="Number of patients.")] = None,

@@ -71,6 +71,13 @@ def write_duckdb(path: Path, wh: Warehouse, build_dir: Path, models: list[Model]
                 lst = "[" + ", ".join(_q(str(f)) for f in files) + "]"
                 con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({lst}, union_by_name=true)")
                 con.execute(f"COMMENT ON VIEW {name} IS {_comment(doc)}")
+        runs = sorted(wh.runs_dir.glob("*.json"))
+        if runs:
+            # read at query time: runs recorded after this publish appear too
+            con.execute(f"CREATE VIEW runs AS SELECT * FROM read_json({_q(str(wh.runs_dir / '*.json'))}, "
+                        "union_by_name=true, maximum_depth=2)")
+            con.execute("COMMENT ON VIEW runs IS 'One row per txh run: id, start/finish, as-of, "
+                        "inputs with hashes, counts per step, parameters, status, exit code.'")
         for hook in PUBLISH_HOOKS:
             hook(con, wh, build_dir, extra or {})
         con.execute("CHECKPOINT")
