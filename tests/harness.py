@@ -35,7 +35,7 @@ import yaml
 
 from pipelines.build import reference
 from pipelines.build.models import Model, load_models
-from pipelines.build.runner import bind_params, run_model
+from pipelines.build.runner import bind_params, provide_previous, run_model
 from pipelines.config import Config, load_config
 from schemas.contract import load_contract
 
@@ -124,6 +124,7 @@ def run_table(events: list[dict[str, Any]], table: str, *, as_of: str = DEFAULT_
     con.execute("""CREATE VIEW log_events AS SELECT * FROM log_all
                    WHERE recorded_at <= getvariable('as_of') AND occurred_at <= getvariable('as_of')""")
     for m in closure(load_models(), table):
+        provide_previous(con, m, None)
         run_model(con, m)
     return con
 

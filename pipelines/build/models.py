@@ -11,6 +11,8 @@
     depends_on: [exposures]         # upstream models (the runner orders by these)
     per_patient: true               # depends only on each patient's own events
     columns: {col: meaning, ...}    # every output column, documented
+    previous_snapshot_of: refractory_status   # optional: read <that>_previous, the latest
+                                              # earlier snapshot (<warehouse>/status_history)
     attrition:                      # optional: named counts that explain rows leaving a step
       - reason: therapy events without a usable duration
         sql: SELECT count(*) FROM ... WHERE ...
@@ -53,6 +55,7 @@ class Model:
     columns: dict[str, str]
     attrition: tuple[dict[str, str], ...] = ()
     identifiers: tuple[str, ...] = ("patient_id",)
+    previous_snapshot_of: str | None = None  # the runner provides <that>_previous (see runner)
     sidecar: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -90,6 +93,7 @@ def _load_model(sql_path: Path) -> Model:
         per_patient=bool(side["per_patient"]), columns=columns,
         attrition=tuple(side.get("attrition") or ()),
         identifiers=tuple(side.get("identifiers", ["patient_id"] if "patient_id" in columns else [])),
+        previous_snapshot_of=side.get("previous_snapshot_of"),
         sidecar=side,
     )
 

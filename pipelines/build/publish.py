@@ -29,6 +29,11 @@ EXTRA_VIEWS: dict[str, tuple[str, str]] = {
         "Rows that failed the quality gate, with machine-readable reasons and the original row.",
         "quarantine/batch=*.parquet",
     ),
+    "refractory_status_history": (
+        "refractory_status of every as-of date built so far (one snapshot per date; the latest "
+        "build of a date wins). status_changes compares consecutive snapshots.",
+        "status_history/refractory_status/as_of_date=*.parquet",
+    ),
 }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -144,12 +145,50 @@ def table_stats(con: duckdb.DuckDBPyConnection, name: str, per_patient: bool) ->
     return con.execute(f"SELECT count(*) FROM {name}").fetchone()[0], None
 
 
+def provide_previous(con: duckdb.DuckDBPyConnection, model: Model, snapshot: Path | None,
+                     patient_filter: str | None = None) -> None:
+    """``<x>_previous`` for a model reading the previous snapshot of ``x`` (empty if none)."""
+    target = model.previous_snapshot_of
+    if not target:
+        return
+    if snapshot is None:
+        con.execute(f"CREATE OR REPLACE VIEW {target}_previous AS SELECT * FROM {target} WHERE false")
+        return
+    restrict = f" WHERE patient_id IN (SELECT patient_id FROM {patient_filter})" if patient_filter else ""
+    con.execute(f"CREATE OR REPLACE VIEW {target}_previous AS "
+                f"SELECT * FROM read_parquet({_q(str(snapshot))}){restrict}")
+
+
+def previous_snapshot(wh: Warehouse, name: str, as_of: datetime) -> Path | None:
+    """Latest snapshot of ``name`` with an as-of date before ``as_of``'s date."""
+    d = wh.root / "status_history" / name
+    cur = as_of.date().isoformat()
+    older = sorted(p for p in d.glob("as_of_date=*.parquet") if p.stem.split("=")[1] < cur)
+    return older[-1] if older else None
+
+
+def save_snapshots(wh: Warehouse, models: list[Model], build_dir: Path, as_of: datetime) -> None:
+    """Keep the snapshotted tables of this build by as-of date (later builds compare to them)."""
+    for name in sorted({m.previous_snapshot_of for m in models if m.previous_snapshot_of}):
+        d = wh.root / "status_history" / name
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".tmp-{as_of.date().isoformat()}.parquet"
+        shutil.copyfile(build_dir / f"{name}.parquet", tmp)
+        os.replace(tmp, d / f"as_of_date={as_of.date().isoformat()}.parquet")
+
+
 def run_models(con: duckdb.DuckDBPyConnection, models: list[Model], progress: Progress,
-               *, with_attrition: bool = True) -> list[StepStats]:
+               *, with_attrition: bool = True,
+               previous: Callable[[Model], None] | None = None) -> list[StepStats]:
     stats: list[StepStats] = []
     known: dict[str, tuple[int, int | None]] = {}
     for i, m in enumerate(models):
         progress(f"build {m.name}", i / max(len(models), 1))
+        if m.previous_snapshot_of:
+            if previous is None:
+                provide_previous(con, m, None)
+            else:
+                previous(m)
         secs = run_model(con, m)
         rows, pats = table_stats(con, m.name, m.per_patient)
         known[m.name] = (rows, pats)
@@ -248,12 +287,13 @@ def _build_locked(wh: Warehouse, cfg: Config, as_of: datetime, full: bool, progr
                  affected_patients=affected_n)
         if mode == "full":
             create_log_view(con, fbv)
-            steps = run_models(con, models, progress)
+            steps = run_models(con, models, progress, previous=lambda m: provide_previous(
+                con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of)))
             for m in models:
                 write_parquet(con, m, tmp_dir / f"{m.name}.parquet")
         else:
             assert prev is not None
-            steps = _incremental(con, wh, models, fbv, prev, tmp_dir, progress)
+            steps = _incremental(con, wh, models, fbv, prev, tmp_dir, progress, as_of)
         timings = {"total": time.perf_counter() - t0}
         manifest = {
             "build_id": build_id,
@@ -274,6 +314,8 @@ def _build_locked(wh: Warehouse, cfg: Config, as_of: datetime, full: bool, progr
         final_dir = wh.builds_dir / build_id
         fault_point("build.before_rename")
         atomic_replace_dir(tmp_dir, final_dir)
+        if publish:
+            save_snapshots(wh, models, final_dir, as_of)
     finally:
         try:
             con.close()
@@ -328,12 +370,13 @@ def _affected_patients(con: duckdb.DuckDBPyConnection, fbv: dict[int, list[Path]
 
 def _incremental(con: duckdb.DuckDBPyConnection, wh: Warehouse, models: list[Model],
                  fbv: dict[int, list[Path]], prev: dict[str, Any], out_dir: Path,
-                 progress: Progress) -> list[StepStats]:
+                 progress: Progress, as_of: datetime) -> list[StepStats]:
     prev_dir = wh.builds_dir / prev["build_id"]
     create_log_view(con, fbv, patient_filter="affected")
     per_patient = [m for m in models if m.per_patient]
     cohort = [m for m in models if not m.per_patient]
-    steps = run_models(con, per_patient, progress)
+    steps = run_models(con, per_patient, progress, previous=lambda m: provide_previous(
+        con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of), "affected"))
     for s in steps:
         for a in s.attrition:
             a["scope"] = "recomputed patients only"
