@@ -64,6 +64,11 @@ class IngestConfig:
         400, "days_supply above this is quarantined as implausible_days_supply (PQA max is 365+)."
     )
     csv_delimiter: str = _p(",", "CSV field delimiter.")
+    memory_limit: str = _p(
+        "1250MB",
+        "DuckDB memory limit during ingest (spills beyond it): keeps a whole ingest, Python and "
+        "great-expectations included, under 2 GB whatever the input size.",
+    )
     recursive: bool = _p(True, "Descend into sub-directories of input paths.")
     file_globs: list[str] = _p(
         ["*.csv", "*.csv.gz", "*.parquet", "*.jsonl", "*.ndjson", "*.jsonl.gz"],

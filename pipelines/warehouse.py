@@ -263,12 +263,12 @@ def fsync_tree(root: Path) -> None:
 
 
 def connect(cfg: Config, database: str | Path = ":memory:", read_only: bool = False,
-            wh: Warehouse | None = None) -> duckdb.DuckDBPyConnection:
+            wh: Warehouse | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the engine settings applied (memory limit, spill, UTC, quiet)."""
     con = duckdb.connect(str(database), read_only=read_only)
     con.execute("SET enable_progress_bar = false")
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET memory_limit = '{cfg.engine.memory_limit}'")
+    con.execute(f"SET memory_limit = '{memory_limit or cfg.engine.memory_limit}'")
     if cfg.engine.threads:
         con.execute(f"SET threads = {int(cfg.engine.threads)}")
     temp = cfg.engine.temp_directory or str((wh or Warehouse.from_config(cfg)).tmp_dir / "duckdb")

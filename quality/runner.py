@@ -52,44 +52,76 @@ class GateResult:
         return file_idx not in self.failed_files
 
 
-def _case(suite: Suite, check: Any) -> str:
-    cond = check.predicate if suite.scope == "TRUE" else f"({suite.scope}) AND ({check.predicate})"
-    if check.reason_codes_sql:
-        return f"CASE WHEN {cond} THEN {check.reason_codes_sql} ELSE CAST([] AS VARCHAR[]) END"
-    return f"CASE WHEN {cond} THEN ['{check.reason_code}'] ELSE CAST([] AS VARCHAR[]) END"
+def _cond(suite: Suite, check: Any) -> str:
+    return check.predicate if suite.scope == "TRUE" else f"({suite.scope}) AND ({check.predicate})"
+
+
+def reasons_expr(suites: list[Suite]) -> str:
+    """SQL for a row's reasons: the sorted codes of every failing check.
+
+    One list of scalar CASE arms (in code order) filtered for NULLs: cheap per row. Checks that
+    report detailed codes (type parsing: ``unparseable_<column>``) are merged, and the list
+    re-sorted, only for the rare rows that have them."""
+    simple = sorted(((c.reason_code, _cond(s, c)) for s in suites for c in s.checks
+                     if not c.reason_codes_sql), key=lambda x: x[0])
+    detailed = [(s, c) for s in suites for c in s.checks if c.reason_codes_sql]
+    arms = ", ".join(f"CASE WHEN {cond} THEN '{code}' END" for code, cond in simple)
+    base = f"list_filter([{arms}], lambda x: x IS NOT NULL)" if simple else "CAST([] AS VARCHAR[])"
+    for s, c in detailed:
+        cond = _cond(s, c)
+        base = (f"CASE WHEN {cond} THEN list_sort(list_distinct(list_concat({base}, "
+                f"{c.reason_codes_sql}))) ELSE {base} END")
+    return base
 
 
 def apply_checks(con: duckdb.DuckDBPyConnection, source: str, target: str,
                  suites: list[Suite]) -> None:
     """CREATE TABLE target AS source + ``reasons`` (sorted, distinct codes)."""
-    arms = [_case(s, c) for s in suites for c in s.checks]
-    concat = "list_concat(" + ", ".join(arms) + ")" if len(arms) > 1 else arms[0]
-    con.execute(f"""
-        CREATE TABLE {target} AS
-        SELECT *, list_sort(list_distinct({concat})) AS reasons FROM {source}
-    """)
+    con.execute(f"CREATE TABLE {target} AS SELECT *, {reasons_expr(suites)} AS reasons FROM {source}")
 
 
 def check_counts(con: duckdb.DuckDBPyConnection, table: str, suites: list[Suite]) -> list[CheckCount]:
-    aggs, keys = [], []
-    for s in suites:
-        aggs.append(f"count(*) FILTER (WHERE {s.scope}) AS \"scope::{s.name}\"")
-        for c in s.checks:
-            cond = c.predicate if s.scope == "TRUE" else f"({s.scope}) AND ({c.predicate})"
-            aggs.append(f"count(*) FILTER (WHERE {cond}) AS \"fail::{s.name}::{c.reason_code}\"")
-            keys.append((s, c))
-    rows = con.execute(
-        f"SELECT _file_idx, {', '.join(aggs)} FROM {table} GROUP BY _file_idx ORDER BY _file_idx"
-    ).fetchall()
-    names = [d[0] for d in con.description]
+    """Failing rows per file, suite and check, read back from the rows' reasons.
+
+    A row belongs to one family, so (family, code) names the check, except for the envelope
+    suite (`events`), which applies to every row; detailed parse codes belong to the parse
+    check. Only rows with reasons are unnested, so this costs one light pass."""
+    envelope = next(s for s in suites if s.scope == "TRUE")
+    env_codes = {c.reason_code for c in envelope.checks if not c.reason_codes_sql}
+    parse_check = next((c for c in envelope.checks if c.reason_codes_sql), None)
+    scope_rows = con.execute(
+        f"SELECT _file_idx, family, count(*) FROM {table} GROUP BY ALL").fetchall()
+    in_scope: dict[tuple[int, str], int] = {}
+    for idx, fam, n in scope_rows:
+        in_scope[(idx, envelope.name)] = in_scope.get((idx, envelope.name), 0) + n
+        if fam is not None:
+            in_scope[(idx, fam)] = in_scope.get((idx, fam), 0) + n
+    failed: dict[tuple[int, str, str], int] = {}
+    parse_prefix = "unparseable_"
+    for idx, fam, code, n in con.execute(f"""
+        SELECT _file_idx, family, code, count(DISTINCT _row) FROM (
+            SELECT _file_idx, family, _row,
+                   CASE WHEN starts_with(r, '{parse_prefix}') THEN '{parse_prefix}*' ELSE r END AS code
+            FROM (SELECT _file_idx, family, _row, unnest(reasons) AS r FROM {table}
+                  WHERE len(reasons) > 0))
+        GROUP BY ALL
+    """).fetchall():
+        if code == f"{parse_prefix}*" and parse_check is not None:
+            key = (idx, envelope.name, parse_check.reason_code)
+        elif code in env_codes:
+            key = (idx, envelope.name, code)
+        else:
+            key = (idx, fam, code)
+        failed[key] = failed.get(key, 0) + n
+    files = sorted({k[0] for k in in_scope})
     out: list[CheckCount] = []
-    for row in rows:
-        rec = dict(zip(names, row, strict=True))
-        for s, c in keys:
-            out.append(CheckCount(
-                file_idx=rec["_file_idx"], suite=s.name, reason_code=c.reason_code,
-                in_scope=rec[f"scope::{s.name}"], failed=rec[f"fail::{s.name}::{c.reason_code}"],
-                mostly=c.mostly))
+    for idx in files:
+        for s in suites:
+            for c in s.checks:
+                out.append(CheckCount(
+                    file_idx=idx, suite=s.name, reason_code=c.reason_code,
+                    in_scope=in_scope.get((idx, s.name), 0),
+                    failed=failed.get((idx, s.name, c.reason_code), 0), mostly=c.mostly))
     return out
 
 
@@ -111,11 +143,11 @@ def totals_by_check(counts: list[CheckCount]) -> dict[tuple[str, str], int]:
     return out
 
 
-def gx_validate(staged_parquet: Path, suites: list[Suite], threads: int = 0,
-                memory_limit: str = "2GB") -> dict[str, dict[str, Any]]:
-    from quality.gx_duckdb import validate_parquet
+def gx_validate(con: duckdb.DuckDBPyConnection, table: str,
+                suites: list[Suite]) -> dict[str, dict[str, Any]]:
+    from quality.gx_duckdb import validate_table
 
-    return validate_parquet(staged_parquet, suites, threads=threads, memory_limit=memory_limit)
+    return validate_table(con, table, suites)
 
 
 class CrossCheckError(RuntimeError):

@@ -75,7 +75,6 @@ def make_log_events(rows: list[dict[str, Any]]) -> pa.Table:
         r.setdefault("ingested_at", r["recorded_at"])
         r.setdefault("recorded_at_imputed", False)
         r.setdefault("event_id_derived", False)
-        r.setdefault("content_hash", f"hash{i}")
         r.setdefault("source_file", "scenario.yaml")
         r.setdefault("source_row", i)
         out.append(r)

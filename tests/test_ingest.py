@@ -237,11 +237,11 @@ def test_reingest_is_idempotent_and_order_independent(tmp_path_factory: pytest.T
     for f in order:
         r = ingest([f], cfg, ingest_time=FIXED_TIME)
         assert r.reconciled
-    before = log_rows(tmp / "wh", "source, event_id, content_hash")
+    before = log_rows(tmp / "wh", "source, event_id, drug, days_supply, occurred_at, patient_id")
     for f in files:  # re-send everything: a no-op
         assert ingest([f], cfg, ingest_time=FIXED_TIME).noop
-    assert log_rows(tmp / "wh", "source, event_id, content_hash") == before
-    keys = [(s, e) for s, e, _ in before]
+    assert log_rows(tmp / "wh", "source, event_id, drug, days_supply, occurred_at, patient_id") == before
+    keys = [(r[0], r[1]) for r in before]
     assert len(keys) == len(set(keys))  # no event stored twice
     # every distinct (id, content) that reached a file is either stored or quarantined as conflict
     total = sum(m["totals"]["rows_read"] for m in Warehouse(tmp / "wh").committed_manifests())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -209,7 +210,7 @@ def _ingest_locked(wh: Warehouse, paths: list[Path], cfg: Config,
     first_seq = (manifests[-1]["last_seq"] + 1) if manifests else 1
     log.info("ingest.batch_start", batch_id=batch_id, files=len(todo))
 
-    con = connect(cfg, wh=wh)
+    con = connect(cfg, wh=wh, memory_limit=cfg.ingest.memory_limit)
     try:
         result = _run_batch(con, wh, cfg, contract, batch_id, first_seq, todo, reports,
                             ingest_time, progress, timings)
@@ -241,12 +242,20 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
                batch_id: int, first_seq: int, todo: list[tuple[InputFile, ConvertedInput | None]],
                reports: list[FileReport], ingest_time: datetime, progress: Progress,
                timings: dict[str, float]) -> IngestResult:
+    """One batch. A single wide table, ``checked``, holds every parsed row (typed, hashed, with
+    its reasons and outcome); everything after builds small tables of the rare rows that need
+    more (helpers, duplicates, conflicts) and updates them in place, so 10M-row batches are
+    never re-sorted or copied. Physical order is the input order (preserve_insertion_order)."""
     tick = time.perf_counter()
     storage = contract.storage_columns()
-    # ---- 2. load ---------------------------------------------------------------------------
-    staged_parts: list[str] = []
+    suites = build_suites(cfg, contract)
+    reasons_sql = runner.reasons_expr(suites)
+    log_files = wh.committed_event_files()
+
+    # ---- 2-3. load each file and normalise it into `checked` ----------------------------------
     file_reports: dict[int, FileReport] = {}
     raw_tables: dict[int, Any] = {}
+    created = False
     for idx, (f, conv) in enumerate(todo):
         progress(f"read {Path(f.display_path).name}", idx / max(len(todo), 1))
         rep = FileReport(path=f.display_path, sha256=f.sha256, format=f.fmt,
@@ -263,44 +272,33 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
         raw_tables[idx] = raw
         rep.rows_read = raw.rows + raw.malformed
         rep.malformed = raw.malformed
-        staged_parts.append(stage_select(raw, idx, f.display_path, contract, f.fmt == "jsonl"))
-    timings["read"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-
-    # ---- 3. normalise ----------------------------------------------------------------------
-    progress("normalise", 0.0)
-    empty_stage = not staged_parts
-    if empty_stage:
-        staged_parts = [_empty_stage(contract)]
-    con.execute("CREATE TABLE stage0 AS " + "\nUNION ALL BY NAME\n".join(staged_parts))
-    default_source = cfg.ingest.default_source or None
+        select = _checked_select(stage_select(raw, idx, f.display_path, contract, f.fmt == "jsonl"),
+                                 contract, cfg, ingest_time, reasons_sql)
+        con.execute(("INSERT INTO checked " if created else "CREATE TABLE checked AS ") + select)
+        created = True
+    if not created:
+        con.execute("CREATE TABLE checked AS " + _checked_select(
+            _empty_stage(contract), contract, cfg, ingest_time, reasons_sql))
+    # constants per batch/file are not stored per row; this view adds them back
+    names = {i: f.display_path for i, (f, _c) in enumerate(todo)}
+    file_case = ("CASE _file_idx " + " ".join(f"WHEN {i} THEN {_q(n)}" for i, n in names.items())
+                 + " END") if names else "NULL"
     con.execute(f"""
-        CREATE TABLE stage1 AS
-        SELECT * EXCLUDE (source),
-               coalesce(source, {_q(default_source) if default_source else 'NULL'}) AS source,
-               {family_case(contract)} AS family,
+        CREATE VIEW staged AS
+        SELECT * REPLACE (coalesce(source_file, {file_case}) AS source_file),
                CAST({_q(ingest_time.isoformat(sep=' '))} AS TIMESTAMP) AS ingested_at
-        FROM stage0
+        FROM checked
     """)
-    con.execute("DROP TABLE stage0")
-    con.execute(f"""
-        CREATE TABLE staged AS
-        SELECT * EXCLUDE (event_id),
-               coalesce(event_id, 'h' || content_hash) AS event_id,
-               event_id IS NULL AS event_id_derived
-        FROM (SELECT *, {content_hash_expr(contract)} AS content_hash FROM stage1)
-    """)
-    con.execute("DROP TABLE stage1")
-    log_files = wh.committed_event_files()
-    _add_helper_columns(con, log_files)
-    timings["normalise"] = time.perf_counter() - tick
+    timings["read_normalise"] = time.perf_counter() - tick
     tick = time.perf_counter()
 
-    # ---- 4. quality ------------------------------------------------------------------------
+    # ---- 3b. rules that look beyond the row (few rows: stops, corrections) ------------------------
+    _apply_helper_rules(con, log_files, reasons_sql)
+    timings["helper_rules"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+
+    # ---- 4. quality gate per file, then great-expectations on the same table -----------------------
     progress("quality", 0.0)
-    suites = build_suites(cfg, contract)
-    runner.apply_checks(con, "staged_h", "checked", suites)
-    con.execute("DROP TABLE staged_h")
     counts = runner.check_counts(con, "checked", suites)
     gate = runner.gate(counts)
     for idx, failing in gate.failed_files.items():
@@ -312,59 +310,61 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
         log.warning("ingest.gate_failed", file=rep.path, checks=len(failing))
     timings["quality"] = time.perf_counter() - tick
     tick = time.perf_counter()
-
     gx_results: dict[str, Any] | None = None
-    staged_parquet = wh.tmp_dir / f"staged-{batch_id:06d}.parquet"
-    if cfg.quality.gx_validation and not empty_stage:
+    if cfg.quality.gx_validation and raw_tables:
         progress("great-expectations", 0.0)
-        con.execute(f"COPY (SELECT * EXCLUDE (reasons) FROM checked) TO {_q(str(staged_parquet))} "
-                    "(FORMAT parquet)")
         in_scope = {c.suite for c in counts if c.in_scope}
-        gx_results = runner.gx_validate(staged_parquet, [s for s in suites if s.name in in_scope],
-                                        threads=cfg.engine.threads,
-                                        memory_limit=cfg.engine.memory_limit)
-        staged_parquet.unlink(missing_ok=True)
+        gx_results = runner.gx_validate(con, "staged", [s for s in suites if s.name in in_scope])
         runner.crosscheck(gx_results, counts)
     timings["great_expectations"] = time.perf_counter() - tick
     tick = time.perf_counter()
 
-    # ---- 5. de-duplicate -------------------------------------------------------------------
+    # ---- 5. gate rejections, duplicates and conflicts -----------------------------------------------
     progress("deduplicate", 0.0)
-    reject_files = [i for i in gate.failed_files if cfg.quality.on_gate_failure == "reject"]
-    reject_list = ", ".join(str(i) for i in reject_files) or "-1"
-    _classify(con, log_files, reject_list)
+    if cfg.quality.on_gate_failure == "reject" and gate.failed_files:
+        rejected = ", ".join(str(i) for i in sorted(gate.failed_files))
+        con.execute(f"""UPDATE checked SET outcome = 'quarantined', reasons = ['file_failed_gate']
+                        WHERE _file_idx IN ({rejected}) AND outcome = 'accepted'""")
+    _resolve_duplicates(con, log_files, contract)
     timings["deduplicate"] = time.perf_counter() - tick
     tick = time.perf_counter()
 
-    # ---- 6. write --------------------------------------------------------------------------
+    # ---- 6. write ---------------------------------------------------------------------------------
     progress("write", 0.0)
-    n_acc = con.execute("SELECT count(*) FROM classified WHERE outcome = 'accepted'").fetchone()[0]
-    last_seq = first_seq + n_acc - 1
-    cols = ", ".join(
-        c.name for c in storage if c.name not in ("schema_version", "batch_id", "ingest_seq",
-                                                  "recorded_at_imputed", "recorded_at")
-    )
+    n_acc = con.execute("SELECT count(*) FROM checked WHERE outcome = 'accepted'").fetchone()[0]
+    # ingest_seq = file base + line: unique and in arrival order without sorting the batch
+    spans = {i: (lo, hi) for i, lo, hi in con.execute(
+        "SELECT _file_idx, min(_row), max(_row) FROM checked GROUP BY ALL").fetchall()}
+    offsets: dict[int, int] = {}
+    nxt = first_seq
+    for idx in sorted(spans):
+        lo, hi = spans[idx]
+        offsets[idx] = nxt - int(lo)
+        nxt += int(hi) - int(lo) + 1
+    last_seq = nxt - 1
+    seq_expr = ("CASE _file_idx " + " ".join(
+        f"WHEN {i} THEN _row + ({o})" for i, o in offsets.items()) + " END") if offsets else "NULL"
+    q_path, d_path = _write_quarantine_and_duplicates(con, wh, batch_id, todo, raw_tables,
+                                                       ingest_time, converted_quarantine=[
+                                                           (i, c) for i, (f, c) in enumerate(todo)
+                                                           if c is not None and c.quarantine_path])
+    views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    for raw in raw_tables.values():  # originals are in the quarantine now; free the memory
+        con.execute(f"DROP {'VIEW' if raw.table in views else 'TABLE'} {raw.table}")
+        con.execute(f"DROP TABLE IF EXISTS {raw.table}_parsed")
     event_files: list[str] = []
     tmp_events = wh.events_dir / f".tmp-batch={batch_id:06d}"
     final_events = wh.batch_events_dir(batch_id)
     if n_acc:
         tmp_events.mkdir(parents=True, exist_ok=True)
         part = tmp_events / "part-0.parquet"
+        cols = ", ".join(_storage_select(c.name, contract, batch_id, seq_expr) for c in storage)
         con.execute(f"""
-            COPY (
-              SELECT {', '.join(_storage_select(c.name, contract, batch_id, first_seq) for c in storage)}
-              FROM (SELECT {cols}, recorded_at, _file_idx, _row,
-                           row_number() OVER (ORDER BY _file_idx, _row) AS _n
-                    FROM classified WHERE outcome = 'accepted')
-              ORDER BY _n
-            ) TO {_q(str(part))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 500000)
+            COPY (SELECT {cols} FROM staged WHERE outcome = 'accepted')
+            TO {_q(str(part))} (FORMAT parquet, COMPRESSION zstd)
         """)
         event_files.append(str((final_events / "part-0.parquet").relative_to(wh.root)))
 
-    q_path, d_path = _write_quarantine_and_duplicates(con, wh, batch_id, todo, raw_tables,
-                                                       ingest_time, converted_quarantine=[
-                                                           (i, c) for i, (f, c) in enumerate(todo)
-                                                           if c is not None and c.quarantine_path])
     _fill_file_counts(con, file_reports, todo)
     docs_dir_tmp = wh.quality_dir / f".tmp-batch={batch_id:06d}"
     docs_dir = wh.quality_dir / f"batch={batch_id:06d}"
@@ -384,15 +384,13 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
         atomic_replace_dir(tmp_events, final_events)
     fault_point("ingest.before_manifest")
     if docs_dir.exists():
-        import shutil
-
         shutil.rmtree(docs_dir)
     atomic_replace_dir(docs_dir_tmp, docs_dir)
     manifest = {
         "batch_id": batch_id,
         "schema_version": contract.schema_version,
         "ingested_at": ingest_time.isoformat(),
-        "first_seq": first_seq if n_acc else first_seq - 1,
+        "first_seq": first_seq,
         "last_seq": last_seq,
         "event_files": event_files,
         "quarantine_file": str(q_path.relative_to(wh.root)) if q_path else None,
@@ -422,6 +420,34 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
                         data_docs_path=docs_dir / "data_docs.html", timings=timings)
 
 
+def _checked_select(stage_sql: str, contract: Contract, cfg: Config, ingest_time: datetime,
+                    reasons_sql: str) -> str:
+    """Normalised rows + family, source default, content hash, derived ids, helper columns
+    (NULL until _apply_helper_rules), reasons and the initial outcome: one projection."""
+    default_source = _q(cfg.ingest.default_source) if cfg.ingest.default_source else "NULL"
+    return f"""
+        SELECT * EXCLUDE (ingested_at),
+               CASE WHEN len(reasons) > 0 THEN 'quarantined' ELSE 'accepted' END AS outcome,
+               CAST(NULL AS VARCHAR) AS other_version
+        FROM (SELECT *, {reasons_sql} AS reasons FROM (
+            SELECT * EXCLUDE (_hash) REPLACE (coalesce(event_id, 'h' || _hash) AS event_id),
+                   event_id IS NULL AS event_id_derived
+            FROM (
+                -- content hash only where an id must be derived (duplicates hash on demand)
+                SELECT *, CASE WHEN event_id IS NULL THEN {content_hash_expr(contract)} END AS _hash
+                FROM (
+                    SELECT * REPLACE (coalesce(source, {default_source}) AS source),
+                           {family_case(contract)} AS family,
+                           CAST({_q(ingest_time.isoformat(sep=' '))} AS TIMESTAMP) AS ingested_at,
+                           CAST(NULL AS TIMESTAMP) AS _first_drug_event_at,
+                           CAST(NULL AS VARCHAR) AS _target_patient_id
+                    FROM ({stage_sql})
+                )
+            )
+        ))
+    """
+
+
 def _sum_counts(counts: list[runner.CheckCount]) -> list[runner.CheckCount]:
     acc: dict[tuple[str, str], runner.CheckCount] = {}
     for c in counts:
@@ -435,13 +461,13 @@ def _sum_counts(counts: list[runner.CheckCount]) -> list[runner.CheckCount]:
     return [acc[k] for k in sorted(acc)]
 
 
-def _storage_select(name: str, contract: Contract, batch_id: int, first_seq: int) -> str:
+def _storage_select(name: str, contract: Contract, batch_id: int, seq_expr: str) -> str:
     """Expression for one storage column, cast to its contract type (Arrow schema = contract)."""
     typ = contract.column(name).duckdb_type
     expr = {
         "schema_version": str(contract.schema_version),
         "batch_id": str(batch_id),
-        "ingest_seq": f"{first_seq} + _n - 1",
+        "ingest_seq": seq_expr,
         "recorded_at": "coalesce(recorded_at, ingested_at)",
         "recorded_at_imputed": "recorded_at IS NULL",
     }.get(name, name)
@@ -460,105 +486,129 @@ def _log_relation(log_files: list[Path], columns: str) -> str:
     return f"(SELECT {columns} FROM read_parquet({files}))"
 
 
-def _add_helper_columns(con: duckdb.DuckDBPyConnection, log_files: list[Path]) -> None:
-    """Columns the clinical rules need that look beyond the row (see quality/rules.yaml)."""
-    stops = "SELECT DISTINCT patient_id, drug FROM staged WHERE event_type = 'stopped' AND drug IS NOT NULL"
+def _apply_helper_rules(con: duckdb.DuckDBPyConnection, log_files: list[Path],
+                        reasons_sql: str) -> None:
+    """Fill the helper columns the clinical rules need (quality/rules.yaml) for the few rows
+    concerned (stops, corrections), from this batch and the log, and re-check those rows."""
+    stops = ("SELECT DISTINCT patient_id, drug FROM checked "
+             "WHERE event_type = 'stopped' AND drug IS NOT NULL")
     first_sources = [
-        "SELECT patient_id, drug, occurred_at FROM staged WHERE family = 'therapy' "
+        "SELECT patient_id, drug, occurred_at FROM checked WHERE family = 'therapy' "
         "AND event_type <> 'stopped' AND drug IS NOT NULL AND occurred_at IS NOT NULL"
     ]
-    targets_sources = ["SELECT source, event_id, patient_id FROM staged"]
+    target_sources = ["SELECT source, event_id, patient_id FROM checked"]
     if log_files:
         lg = _log_relation(log_files, "patient_id, drug, occurred_at, family, event_type, source, event_id")
-        first_sources.append(
-            f"SELECT l.patient_id, l.drug, l.occurred_at FROM {lg} l SEMI JOIN ({stops}) s "
-            "ON l.patient_id = s.patient_id AND l.drug = s.drug "
-            "WHERE l.family = 'therapy' AND l.event_type <> 'stopped'")
-        targets_sources.append(
-            f"SELECT l.source, l.event_id, l.patient_id FROM {lg} l SEMI JOIN "
-            "(SELECT source, target_event_id FROM staged WHERE target_event_id IS NOT NULL) t "
-            "ON l.event_id = t.target_event_id AND l.source IS NOT DISTINCT FROM t.source")
+        first_sources.append(f"SELECT patient_id, drug, occurred_at FROM {lg} "
+                             "WHERE family = 'therapy' AND event_type <> 'stopped'")
+        target_sources.append(f"SELECT source, event_id, patient_id FROM {lg}")
     con.execute(f"""
-        CREATE TABLE staged_h AS
-        WITH first_events AS (
+        CREATE TABLE helper_values AS
+        WITH stop_pairs AS ({stops}),
+        first_events AS (
             SELECT f.patient_id, f.drug, min(f.occurred_at) AS first_at
-            FROM ({' UNION ALL '.join(first_sources)}) f SEMI JOIN ({stops}) s
-              ON f.patient_id = s.patient_id AND f.drug = s.drug
+            FROM ({' UNION ALL '.join(first_sources)}) f
+            SEMI JOIN stop_pairs s ON f.patient_id = s.patient_id AND f.drug = s.drug
             GROUP BY ALL
         ),
+        wanted_targets AS (
+            SELECT DISTINCT source, target_event_id FROM checked WHERE target_event_id IS NOT NULL
+        ),
         targets AS (
-            SELECT source, event_id, any_value(patient_id) AS target_patient_id
-            FROM ({' UNION ALL '.join(targets_sources)})
-            WHERE event_id IN (SELECT target_event_id FROM staged WHERE target_event_id IS NOT NULL)
+            SELECT t.source, t.event_id, any_value(t.patient_id) AS target_patient_id
+            FROM ({' UNION ALL '.join(target_sources)}) t
+            SEMI JOIN wanted_targets w
+              ON t.event_id = w.target_event_id AND t.source IS NOT DISTINCT FROM w.source
             GROUP BY ALL
         )
-        SELECT s.*, fe.first_at AS _first_drug_event_at, t.target_patient_id AS _target_patient_id
-        FROM staged s
+        SELECT c._file_idx, c._row, fe.first_at, tg.target_patient_id
+        FROM checked c
         LEFT JOIN first_events fe
-          ON s.event_type = 'stopped' AND s.patient_id = fe.patient_id AND s.drug = fe.drug
-        LEFT JOIN targets t
-          ON s.target_event_id = t.event_id AND s.source IS NOT DISTINCT FROM t.source
-        ORDER BY s._file_idx, s._row
+          ON c.event_type = 'stopped' AND c.patient_id = fe.patient_id AND c.drug = fe.drug
+        LEFT JOIN targets tg
+          ON c.target_event_id = tg.event_id AND c.source IS NOT DISTINCT FROM tg.source
+        WHERE (c.event_type = 'stopped' OR c.target_event_id IS NOT NULL)
+          AND (fe.first_at IS NOT NULL OR tg.target_patient_id IS NOT NULL)
     """)
-    con.execute("DROP TABLE staged")
+    if con.execute("SELECT count(*) FROM helper_values").fetchone()[0]:
+        con.execute("""
+            UPDATE checked SET _first_drug_event_at = h.first_at,
+                               _target_patient_id = h.target_patient_id
+            FROM helper_values h WHERE checked._file_idx = h._file_idx AND checked._row = h._row
+        """)
+        con.execute(f"""
+            UPDATE checked SET reasons = s.new_reasons
+            FROM (SELECT _file_idx, _row, {reasons_sql} AS new_reasons FROM staged
+                  WHERE (_file_idx, _row) IN (SELECT (_file_idx, _row) FROM helper_values)) s
+            WHERE checked._file_idx = s._file_idx AND checked._row = s._row
+        """)
+        con.execute("""
+            UPDATE checked SET outcome = CASE WHEN len(reasons) > 0 THEN 'quarantined'
+                                              ELSE 'accepted' END
+            WHERE (_file_idx, _row) IN (SELECT (_file_idx, _row) FROM helper_values)
+        """)
+    con.execute("DROP TABLE helper_values")
 
 
-def _classify(con: duckdb.DuckDBPyConnection, log_files: list[Path], reject_list: str) -> None:
-    """outcome per row: accepted | quarantined | duplicate (and conflict detail)."""
+def _resolve_duplicates(con: duckdb.DuckDBPyConnection, log_files: list[Path],
+                        contract: Contract) -> None:
+    """(source, event_id) seen before: same content = duplicate, different content = conflict
+    (quarantined with a reference to the other version). Against the log and within the batch;
+    only the rows whose key is not unique are ever ranked."""
     if log_files:
-        lg = _log_relation(log_files, "source, event_id, content_hash, batch_id, ingest_seq")
+        cols = ", ".join(contract.content_columns)
+        lg = _log_relation(log_files, f"event_id, batch_id, ingest_seq, {cols}")
         con.execute(f"""
             CREATE TABLE log_keys AS
-            SELECT l.* FROM {lg} l
-            SEMI JOIN (SELECT DISTINCT source, event_id FROM checked) c
+            SELECT l.source, l.event_id, l.batch_id, l.ingest_seq,
+                   {content_hash_expr(contract)} AS content_hash
+            FROM {lg} l
+            SEMI JOIN (SELECT source, event_id FROM checked WHERE outcome = 'accepted') c
               ON l.event_id = c.event_id AND l.source IS NOT DISTINCT FROM c.source
         """)
     else:
         con.execute("CREATE TABLE log_keys (source VARCHAR, event_id VARCHAR, content_hash VARCHAR, "
                     "batch_id BIGINT, ingest_seq BIGINT)")
     con.execute(f"""
-        CREATE TABLE classified AS
-        WITH candidates AS (
-            SELECT *,
-                   len(reasons) = 0 AND _file_idx NOT IN ({reject_list}) AS is_valid
-            FROM checked
+        CREATE TABLE resolution AS
+        WITH repeated AS (
+            SELECT source, event_id FROM checked WHERE outcome = 'accepted'
+            GROUP BY ALL HAVING count(*) > 1
+        ),
+        candidates AS (
+            SELECT c._file_idx, c._row, c.source, c.event_id,
+                   {content_hash_expr(contract)} AS content_hash, c.source_file, c.source_row
+            FROM staged c
+            WHERE c.outcome = 'accepted' AND (
+                EXISTS (SELECT 1 FROM repeated r WHERE r.event_id = c.event_id
+                        AND r.source IS NOT DISTINCT FROM c.source)
+                OR EXISTS (SELECT 1 FROM log_keys k WHERE k.event_id = c.event_id
+                           AND k.source IS NOT DISTINCT FROM c.source))
         ),
         ranked AS (
-            SELECT c.*,
-                   CASE WHEN is_valid THEN row_number() OVER (
-                       PARTITION BY is_valid, source, event_id ORDER BY _file_idx, _row) END AS rn,
-                   CASE WHEN is_valid THEN first_value(content_hash) OVER (
-                       PARTITION BY is_valid, source, event_id ORDER BY _file_idx, _row) END AS first_hash,
-                   CASE WHEN is_valid THEN first_value(source_file || ' line ' || source_row) OVER (
-                       PARTITION BY is_valid, source, event_id ORDER BY _file_idx, _row) END AS first_ref
-            FROM candidates c
-        ),
-        final AS (
-            SELECT r.*,
-                CASE
-                  WHEN NOT is_valid THEN 'quarantined'
-                  WHEN k.event_id IS NOT NULL AND k.content_hash = r.content_hash THEN 'duplicate'
-                  WHEN k.event_id IS NOT NULL THEN 'quarantined'
-                  WHEN rn > 1 AND first_hash = r.content_hash THEN 'duplicate'
-                  WHEN rn > 1 THEN 'quarantined'
-                  ELSE 'accepted'
-                END AS outcome,
-                CASE
-                  WHEN NOT is_valid THEN NULL
-                  WHEN k.event_id IS NOT NULL THEN 'batch ' || k.batch_id || ' ingest_seq ' || k.ingest_seq
-                  WHEN rn > 1 THEN 'this batch: ' || first_ref
-                END AS other_version,
-                is_valid AND ((k.event_id IS NOT NULL AND k.content_hash <> r.content_hash)
-                    OR (k.event_id IS NULL AND rn > 1 AND first_hash <> r.content_hash)) AS is_conflict
-            FROM ranked r
-            LEFT JOIN log_keys k ON r.event_id = k.event_id AND r.source IS NOT DISTINCT FROM k.source
+            SELECT *,
+                   row_number() OVER w AS rn,
+                   first_value(content_hash) OVER w AS first_hash,
+                   first_value(source_file || ' line ' || source_row) OVER w AS first_ref
+            FROM candidates
+            WINDOW w AS (PARTITION BY source, event_id ORDER BY _file_idx, _row)
         )
-        SELECT * EXCLUDE (reasons),
-               CASE WHEN is_conflict THEN list_append(reasons, 'event_id_conflict')
-                    WHEN outcome = 'quarantined' AND len(reasons) = 0 THEN ['file_failed_gate']
-                    ELSE reasons END AS reasons
-        FROM final
-        ORDER BY _file_idx, _row
+        SELECT r._file_idx, r._row,
+               CASE WHEN k.event_id IS NOT NULL AND k.content_hash = r.content_hash THEN 'duplicate'
+                    WHEN k.event_id IS NOT NULL THEN 'quarantined'
+                    WHEN r.rn > 1 AND r.first_hash = r.content_hash THEN 'duplicate'
+                    ELSE 'quarantined' END AS outcome,
+               CASE WHEN k.event_id IS NOT NULL THEN 'batch ' || k.batch_id || ' ingest_seq ' || k.ingest_seq
+                    ELSE 'this batch: ' || r.first_ref END AS other_version
+        FROM ranked r
+        LEFT JOIN log_keys k ON r.event_id = k.event_id AND r.source IS NOT DISTINCT FROM k.source
+        WHERE k.event_id IS NOT NULL OR r.rn > 1
+    """)
+    con.execute("""
+        UPDATE checked SET outcome = r.outcome, other_version = r.other_version,
+               reasons = CASE WHEN r.outcome = 'quarantined' THEN ['event_id_conflict']
+                              ELSE checked.reasons END
+        FROM resolution r WHERE checked._file_idx = r._file_idx AND checked._row = r._row
     """)
 
 
@@ -580,7 +630,7 @@ def _write_quarantine_and_duplicates(
         parts.append(f"""
             SELECT q._file_idx, q._row, q.source_file, q.source_row, q.event_id, q.patient_id,
                    q.event_type, q.reasons, q.other_version AS conflict_with, {orig} AS original
-            FROM classified q JOIN {raw.table} r ON q._row = r._row
+            FROM staged q JOIN {raw.table} r ON q._row = r._row
             WHERE q._file_idx = {idx} AND q.outcome = 'quarantined'
         """)
         parts.append(f"""
@@ -615,14 +665,14 @@ def _write_quarantine_and_duplicates(
             TO {_q(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
         """)
         tmp.rename(q_path)
-    n_d = con.execute("SELECT count(*) FROM classified WHERE outcome = 'duplicate'").fetchone()[0]
+    n_d = con.execute("SELECT count(*) FROM checked WHERE outcome = 'duplicate'").fetchone()[0]
     if n_d:
         d_path = wh.duplicates_dir / f"batch={batch_id:06d}.parquet"
         tmp = wh.duplicates_dir / f".tmp-batch={batch_id:06d}.parquet"
         con.execute(f"""
             COPY (SELECT CAST({batch_id} AS BIGINT) AS batch_id, source_file, source_row, source, event_id,
                          other_version AS duplicate_of
-                  FROM classified WHERE outcome = 'duplicate' ORDER BY _file_idx, _row)
+                  FROM staged WHERE outcome = 'duplicate' ORDER BY _file_idx, _row)
             TO {_q(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
         """)
         tmp.rename(d_path)
@@ -632,7 +682,7 @@ def _write_quarantine_and_duplicates(
 def _fill_file_counts(con: duckdb.DuckDBPyConnection, reps: dict[int, FileReport],
                       todo: list[tuple[InputFile, ConvertedInput | None]]) -> None:
     for idx, outcome, n in con.execute(
-        "SELECT _file_idx, outcome, count(*) FROM classified GROUP BY ALL"
+        "SELECT _file_idx, outcome, count(*) FROM checked GROUP BY ALL"
     ).fetchall():
         rep = reps[idx]
         if outcome == "accepted":

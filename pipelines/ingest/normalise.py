@@ -88,8 +88,8 @@ def stage_select(raw: RawTable, file_idx: int, display_path: str, contract: Cont
         sr = _text_expr(raw, by_lower["_source_row"], jsonl)
         selects.append(f"coalesce({sf}, {_q(display_path)}) AS source_file")
         selects.append(f"coalesce(try_cast({sr} AS BIGINT), raw._row) AS source_row")
-    else:
-        selects.append(f"{_q(display_path)} AS source_file")
+    else:  # NULL = this file (named by _file_idx at write time; saves a column of copies)
+        selects.append("CAST(NULL AS VARCHAR) AS source_file")
         selects.append("raw._row AS source_row")
 
     # extra: unknown columns as a JSON object (nulls dropped); adapters' _extra merged in

@@ -196,8 +196,11 @@ def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimite
             FROM {rej_err} GROUP BY line
         """)
     else:
-        con.execute(f"CREATE TABLE {table} AS SELECT *, rowid + 2 AS _row FROM {table}_parsed")
+        # no copy: the parsed table's rowid is the record number
+        con.execute(f"CREATE VIEW {table} AS SELECT *, rowid + 2 AS _row FROM {table}_parsed")
         con.execute(f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)")
+        return RawTable(table=table, columns=names, rows=parsed, malformed=0,
+                        provenance=_has_provenance(names))
     con.execute(f"DROP TABLE {table}_parsed")
     return RawTable(table=table, columns=names, rows=parsed, malformed=rejected_lines,
                     provenance=_has_provenance(names))
