@@ -195,6 +195,9 @@ def build(
     full: Annotated[bool, typer.Option("--full", help="Rebuild everything (no incremental).")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Write the rendered SQL with its parameters for review; build nothing.")] = False,
+    until_batch: Annotated[int | None, typer.Option(
+        "--until-batch", help="Use only log batches up to this id: reproduces a past build "
+        "exactly (see its run record) even after backfilled records arrived.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the warehouse lock.")] = 0.0,
 ) -> None:
@@ -212,7 +215,7 @@ def build(
         out.print(f"wrote {len(files)} files to {target}")
         return
     with progress_bar() as prog:
-        res = do_build(c, as_of=ts, full=full, progress=prog)
+        res = do_build(c, as_of=ts, full=full, progress=prog, until_batch=until_batch)
     summary = {"build_id": res.build_id, "as_of": res.as_of.isoformat(sep=" "), "mode": res.mode,
                "reason": res.reason, "affected_patients": res.affected_patients,
                "steps": [{"name": s.name, "rows": s.rows, "patients": s.patients,

@@ -65,7 +65,7 @@ class IngestConfig:
     )
     csv_delimiter: str = _p(",", "CSV field delimiter.")
     memory_limit: str = _p(
-        "1250MB",
+        "1GB",
         "DuckDB memory limit during ingest (spills beyond it): keeps a whole ingest, Python and "
         "great-expectations included, under 2 GB whatever the input size.",
     )

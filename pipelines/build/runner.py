@@ -239,22 +239,27 @@ def _next_build_id(wh: Warehouse) -> str:
 
 
 def build(cfg: Config, *, as_of: datetime | None = None, full: bool = False,
-          progress: Progress | None = None, publish: bool = True) -> BuildResult:
+          progress: Progress | None = None, publish: bool = True,
+          until_batch: int | None = None) -> BuildResult:
+    """Build as of ``as_of`` (default now). ``until_batch`` restricts the log to the batches a
+    past build saw (reproducing it exactly even after backfills); such a build is always full
+    and is not published unless ``publish`` says so."""
     wh = Warehouse.from_config(cfg)
     wh.ensure()
     with wh.lock(cfg.run.lock_timeout_seconds):
-        return _build_locked(wh, cfg, as_of or _utcnow(), full, progress or (lambda s, f: None),
-                             publish)
+        return _build_locked(wh, cfg, as_of or _utcnow(), full or until_batch is not None,
+                             progress or (lambda s, f: None), publish, until_batch)
 
 
 def _build_locked(wh: Warehouse, cfg: Config, as_of: datetime, full: bool, progress: Progress,
-                  publish: bool) -> BuildResult:
+                  publish: bool, until_batch: int | None = None) -> BuildResult:
     t0 = time.perf_counter()
     wh.sweep_uncommitted()
     models = load_models()
-    manifests = wh.committed_manifests()
+    manifests = [m for m in wh.committed_manifests()
+                 if until_batch is None or m["batch_id"] <= until_batch]
     max_batch = manifests[-1]["batch_id"] if manifests else 0
-    fbv = files_by_version(wh)
+    fbv = files_by_version(wh, until_batch)
     con = connect(cfg, wh=wh)
     try:
         bind_params(con, cfg, as_of)
@@ -302,6 +307,7 @@ def _build_locked(wh: Warehouse, cfg: Config, as_of: datetime, full: bool, progr
             "mode": mode,
             "mode_reason": reason,
             "max_batch_id": max_batch,
+            "until_batch": until_batch,
             "affected_patients": affected_n,
             "fingerprint": fingerprint,
             "parameters": params_dict(cfg),
