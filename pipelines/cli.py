@@ -309,6 +309,75 @@ def query(
 
 
 @app.command()
+def report(
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv or .parquet "
+                                           "(patient or summary report), .html (--html).")],
+    condition: Annotated[str | None, typer.Option(
+        "--condition", help="Condition (rule pack) or `all`. Required for the patient report; "
+        "--summary and --html default to all.")] = None,
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", help="Patient report: only these statuses (repeat or comma-separate).")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Report as of this ISO date or timestamp: reads the published build if "
+        "it has that date, else builds one (unpublished) for the report.")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", "-f", help="csv | parquet (default: from the --out suffix).")] = None,
+    pseudonymize: Annotated[bool, typer.Option(
+        "--pseudonymize", help="Replace patient ids by keyed pseudonyms (px_...); the key is "
+        "read from $TXH_PSEUDONYM_KEY (report.pseudonymize_key_env).")] = False,
+    summary: Annotated[bool, typer.Option(
+        "--summary", help="The cohort summary (statuses, outcome classes, sensitivity) with "
+        "small cells suppressed, instead of one row per patient.")] = False,
+    html: Annotated[bool, typer.Option(
+        "--html", help="The self-contained HTML cohort report (charts, timelines, data "
+        "quality).")] = False,
+    patients: Annotated[int | None, typer.Option(
+        "--patients", help="HTML: refractory / pseudo-refractory patients per condition in the "
+        "timelines (default 20).")] = None,
+    show_ids: Annotated[bool, typer.Option(
+        "--show-ids", help="HTML: label patients by id (default: pseudonym when the key is set, "
+        "else #1..#N).")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print a JSON summary on stdout.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the warehouse lock "
+                                        "(--as-of builds only).")] = 0.0,
+) -> None:
+    """Export a patient report, the cohort summary or the HTML cohort report (docs/reports.md)."""
+    from pipelines.report import api
+
+    if summary and html:
+        raise ConfigError("--summary and --html exclude each other")
+    if status and (summary or html):
+        raise ConfigError("--status applies to the patient report only")
+    if not html and (patients is not None or show_ids):
+        raise ConfigError("--patients and --show-ids apply to --html only")
+    if html and fmt not in (None, "html"):
+        raise ConfigError("--html writes HTML; leave out --format")
+    c = _with_lock_wait(cfg(), wait)
+    ts = _parse_as_of(as_of)
+    if html:
+        res = api.write_html_report(c, out=out_path, condition=condition, as_of=ts,
+                                    n_patients=20 if patients is None else patients,
+                                    show_ids=show_ids, pseudonymize=pseudonymize)
+    elif summary:
+        res = api.write_summary_report(c, condition=condition, out=out_path, fmt=fmt, as_of=ts)
+    else:
+        res = api.write_patient_report(c, condition=condition, out=out_path, fmt=fmt,
+                                       statuses=status, as_of=ts, pseudonymize=pseudonymize)
+    if json_out:
+        out.print_json(json.dumps(res.to_dict()))
+        return
+    what = f"{res.rows} rows" if res.rows is not None else "report"
+    extra = [f"build {res.build_id}" if res.build_id else "no build",
+             f"as of {res.as_of}" if res.as_of else ""]
+    if res.pseudonymized:
+        extra.append("pseudonymised")
+    if res.suppressed_cells:
+        extra.append(f"{res.suppressed_cells} cells suppressed")
+    out.print(f"wrote {what} to {res.path} ({', '.join(e for e in extra if e)})", soft_wrap=True)
+
+
+@app.command()
 def generate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("data/generated"),
     patients: Annotated[int | None, typer.Option(help="Number of patients.")] = None,

@@ -37,6 +37,7 @@ log = get_logger("txh.run")
 Progress = Callable[[str, float], None]
 # steps after the build (reports, ...) register here: fn(cfg, wh, build_result) -> summary dict
 POST_BUILD_STEPS: list[tuple[str, Callable[[Config, Warehouse, BuildResult], dict[str, Any]]]] = []
+import pipelines.report.post_build  # noqa: E402, F401  (registers the reports step)
 
 
 @dataclass

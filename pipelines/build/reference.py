@@ -102,5 +102,7 @@ def reference_hash(files: list[Path]) -> str:
     return h.hexdigest()
 
 
+from pipelines.build import reference_lines as _reference_lines  # noqa: E402, F401
+
 # rule packs register their loader (rules as data, see pipelines/build/rule_packs.py)
 from pipelines.build import rule_packs as _rule_packs  # noqa: E402, F401
