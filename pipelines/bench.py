@@ -115,6 +115,14 @@ def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
     try:
         bs = json.loads(bld["stdout"])
         res["build"]["steps"] = {s["name"]: s["seconds"] for s in bs["steps"]}
+        by_layer: dict[str, float] = {}
+        for s in bs["steps"]:
+            by_layer[s.get("layer") or "?"] = by_layer.get(s.get("layer") or "?", 0) + s["seconds"]
+        res["build"]["seconds_by_layer"] = {k: round(v, 2) for k, v in sorted(by_layer.items())}
+        timelines = by_layer.get("staging", 0) + by_layer.get("intermediate", 0)
+        if timelines:
+            # issue 4: derivation (marts) within 2x the timeline build
+            res["build"]["derivation_to_timelines"] = round(by_layer.get("marts", 0) / timelines, 2)
     except (json.JSONDecodeError, KeyError):
         pass
     floor_dir.mkdir()
@@ -150,15 +158,18 @@ def _delivery_order(cohort: Path) -> list[Path]:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["| events | I/O floor (inputs) | ingest | ratio | ingest peak RSS | build (full) | "
-             "build floor | ratio | run e2e | incremental run (1%) | inc/full |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "build floor | ratio | build peak RSS | derivation/timelines | run e2e | run/floor | "
+             "incremental run (1%) | inc/full |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
             f"| {r.get('events_generated') or r['events_target']:,} | {r['io_floor_inputs_seconds']} s | "
             f"{r['ingest']['seconds']} s | {r['ingest']['ratio_to_floor']}x | "
             f"{r['ingest']['peak_rss_mb']} MB | {r['build']['seconds']} s | "
             f"{r['io_floor_log_seconds']} s | {r['build']['ratio_to_floor']}x | "
-            f"{r['run_full']['seconds']} s | {r['run_incremental']['seconds']} s | "
+            f"{r['build']['peak_rss_mb']} MB | {r['build'].get('derivation_to_timelines', '?')}x | "
+            f"{r['run_full']['seconds']} s | {r['run_full']['ratio_to_floor']}x | "
+            f"{r['run_incremental']['seconds']} s | "
             f"{r['run_incremental']['fraction_of_full']:.1%} |")
     return "\n".join(lines)
 

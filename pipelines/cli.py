@@ -219,7 +219,7 @@ def build(
     summary = {"build_id": res.build_id, "as_of": res.as_of.isoformat(sep=" "), "mode": res.mode,
                "reason": res.reason, "affected_patients": res.affected_patients,
                "steps": [{"name": s.name, "rows": s.rows, "patients": s.patients,
-                          "seconds": s.seconds} for s in res.steps],
+                          "seconds": s.seconds, "layer": s.layer} for s in res.steps],
                "seconds": round(res.timings.get("total", 0.0), 2)}
     if json_out:
         out.print_json(json.dumps(summary))

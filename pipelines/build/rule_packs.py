@@ -261,7 +261,7 @@ def load_rule_packs(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[Path]:
         rows.append({"condition": p.condition, "pack_id": p.id, "pack_version": p.version,
                      "title": p.title, **p.parameters})
     cols = ", ".join(
-        f"{n} {dict(integer='BIGINT', number='DOUBLE', boolean='BOOLEAN', string='VARCHAR')[t[0]]}"
+        f"{n} {dict(integer='INTEGER', number='DOUBLE', boolean='BOOLEAN', string='VARCHAR')[t[0]]}"
         for n, t in STANDARD_PARAMETERS.items())
     con.execute(f"CREATE OR REPLACE TABLE rule_packs (condition VARCHAR PRIMARY KEY, pack_id VARCHAR, "
                 f"pack_version VARCHAR, title VARCHAR, {cols})")

@@ -19,6 +19,7 @@ table sorted by its total order, so incremental output is byte-identical to a fu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -132,9 +133,17 @@ def files_by_version(wh: Warehouse, up_to_batch: int | None = None) -> dict[int,
     return out
 
 
+class ModelError(RuntimeError):
+    """A transform failed: names the model and its SQL file (the DuckDB message follows)."""
+
+
 def run_model(con: duckdb.DuckDBPyConnection, model: Model) -> float:
     t = time.perf_counter()
-    con.execute(f"CREATE OR REPLACE TABLE {model.name} AS\n{model.sql}")
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {model.name} AS\n{model.sql}")
+    except duckdb.Error as e:
+        raise ModelError(f"model {model.name} ({model.sql_path.name}) failed: "
+                         f"{type(e).__name__}: {e}") from e
     return time.perf_counter() - t
 
 
@@ -194,9 +203,8 @@ def run_models(con: duckdb.DuckDBPyConnection, models: list[Model], progress: Pr
         known[m.name] = (rows, pats)
         step = StepStats(name=m.name, layer=m.layer, rows=rows, patients=pats, seconds=round(secs, 3))
         for d in m.depends_on:
-            if d == "log_events":
-                if "log_events" not in known:
-                    known["log_events"] = table_stats(con, "log_events", True)
+            if d == "log_events" and "log_events" not in known:
+                known["log_events"] = table_stats(con, "log_events", True)
             r, p = known.get(d, (None, None))
             step.inputs[d] = {"rows": r, "patients": p}
         if with_attrition:
@@ -323,10 +331,8 @@ def _build_locked(wh: Warehouse, cfg: Config, as_of: datetime, full: bool, progr
         if publish:
             save_snapshots(wh, models, final_dir, as_of)
     finally:
-        try:
+        with contextlib.suppress(Exception):
             con.close()
-        except Exception:  # pragma: no cover
-            pass
     if publish:
         from pipelines.build.publish import publish_build
 

@@ -141,8 +141,11 @@ joined as (
         cast(mc.value_number as integer) as min_classes_resistant
     from judged as j
     join packs as k on k.condition = j.condition
-    left join counts as c using (patient_id, condition, scenario_id)
-    left join current_regimen as cr using (patient_id, condition, scenario_id)
+    left join counts as c
+        on c.patient_id = j.patient_id and c.condition = j.condition and c.scenario_id = j.scenario_id
+    left join current_regimen as cr
+        on cr.patient_id = j.patient_id and cr.condition = j.condition
+        and cr.scenario_id = j.scenario_id
     left join pack_number as mc on mc.condition = j.condition and mc.name = 'min_classes_resistant'
 ),
 
