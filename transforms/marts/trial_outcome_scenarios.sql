@@ -182,8 +182,10 @@ classified as (
             when not is_ongoing and coalesce(days_at_adequate_dose, 0) < min_adequate_days_used
                 and not progression_overrides_exposure
                 then 'inadequate_trial'
+            -- cycle minimums bind regimens with cycle-based drugs only (n_cycles is NULL for
+            -- continuous oral regimens such as lenalidomide-dexamethasone: days count there)
             when not is_ongoing and min_cycles_used is not null
-                and coalesce(n_cycles, 0) < min_cycles_used and not progression_overrides_exposure
+                and n_cycles < min_cycles_used and not progression_overrides_exposure
                 then 'inadequate_trial'
             when stop_reason in (select reason from non_efficacy_reasons) and not assessed
                 then 'inadequate_trial'
@@ -218,8 +220,8 @@ explained as (
                 when coalesce(days_at_adequate_dose, 0) < min_adequate_days_used and not is_ongoing
                     then coalesce(days_at_adequate_dose, 0) || ' days at adequate dose < '
                         || min_adequate_days_used
-                when min_cycles_used is not null and coalesce(n_cycles, 0) < min_cycles_used
-                    then coalesce(n_cycles, 0) || ' cycles < ' || min_cycles_used
+                when min_cycles_used is not null and n_cycles < min_cycles_used
+                    then n_cycles || ' cycles < ' || min_cycles_used
                         || case when line_number = 1 then ' (first line)' else ' (later line)' end
                 else 'stopped for ' || stop_reason || ' without outcome data' end
             when 'insufficient_followup' then 'insufficient_followup: ' || case
