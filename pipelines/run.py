@@ -79,6 +79,15 @@ def run(cfg: Config, *, inputs: list[str] | None = None, as_of: datetime | None 
     t0 = time.perf_counter()
     with wh.lock(cfg.run.lock_timeout_seconds):
         paths = resolve_inputs(cfg, inputs)
+        # provisional record (status running): the published `runs` view includes this run, and
+        # a run killed mid-way stays visible as `running` (replaced by the final record below)
+        path = wh.runs_dir / f"{run_id}.json"
+        atomic_write_json(path, {
+            "run_id": run_id, "started_at": started.isoformat(sep=" "), "finished_at": None,
+            "status": "running", "exit_code": None, "published": False,
+            "as_of": as_of.isoformat(sep=" ") if as_of else None,
+            "inputs": [str(p) for p in paths], "ingest": None, "build": None, "post_build": None,
+            "parameters": cfg.to_dict(), "seconds": None})
         log.info("run.start", run_id=run_id, inputs=len(paths))
         ing = ingest(paths, cfg, progress=progress)
         t_ingest = time.perf_counter() - t0
@@ -125,7 +134,6 @@ def run(cfg: Config, *, inputs: list[str] | None = None, as_of: datetime | None 
             "parameters": cfg.to_dict(),
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        path = wh.runs_dir / f"{run_id}.json"
         atomic_write_json(path, record)
     log.info("run.done", run_id=run_id, status=status, seconds=record["seconds"])
     return RunResult(run_id=run_id, status=status, exit_code=code, as_of=res.as_of if res else started,

@@ -14,7 +14,9 @@
 --     pseudo_refractory  failures + look-alike trials (intolerant, non_adherent,
 --                        inadequate_trial) >= required_failures: looks refractory only because
 --                        non-informative trials are counted
---     partial_responder  the latest informative counted trial was a partial response
+--     partial_responder  the latest informative counted trial was a partial response that the
+--                        pack does not count as a failure (TRD: PRD kept apart; under ILAE a
+--                        seizure reduction without freedom is a failure, so at_risk applies)
 --     responder          the latest informative counted trial responded (or relapsed after one)
 --     at_risk            one informative failure short (required_failures >= 2)
 --     undetermined       fewer informative trials than required
@@ -126,6 +128,7 @@ joined as (
         k.status_rule,
         k.required_failures,
         k.response_resets_refractory,
+        coalesce(k.partial_counts_as_failure, false) as partial_counts_as_failure,
         coalesce(c.n_trials, 0) as n_trials,
         coalesce(c.n_failures, 0) as n_failures,
         coalesce(c.n_look_alike, 0) as n_look_alike,
@@ -171,7 +174,8 @@ statused as (
             when response_resets_refractory and latest_informative = 'response' then 'responder'
             when n_failures >= required_failures then 'refractory'
             when n_failures + n_look_alike >= required_failures then 'pseudo_refractory'
-            when latest_informative = 'partial_response' then 'partial_responder'
+            when latest_informative = 'partial_response' and not partial_counts_as_failure
+                then 'partial_responder'
             when latest_informative in ('response', 'relapse_after_response') then 'responder'
             when required_failures >= 2 and n_failures = required_failures - 1 then 'at_risk'
             else 'undetermined'

@@ -279,8 +279,10 @@ final as (
         df.thase_rush_stage,
         df.mgh_score,
         -- hypertension
-        case when s.apparent_resistance is not null and k.status_rule = 'current_regimen'
-             then s.pseudo_reason = 'white_coat' end as white_coat,
+        -- office above goal, out-of-office at goal (false when home/ABPM is above goal too;
+        -- NULL when either is unknown), whatever decided the status
+        case when k.status_rule = 'current_regimen'
+             then not s.current_office_at_goal and s.current_out_of_office_at_goal end as white_coat,
         case when k.status_rule = 'current_regimen'
              then coalesce(s.current_office_at_goal, false)
                   and s.current_n_agents >= cast(ca.value_number as integer) end as controlled_resistant,
