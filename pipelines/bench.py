@@ -42,8 +42,12 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
         _, status, ru = os.wait4(p.pid, 0)
     secs = time.perf_counter() - t
     rc = os.waitstatus_to_exitcode(status)
-    return {"seconds": round(secs, 2), "rc": rc, "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
-            "stdout": out.decode(errors="replace")}
+    return {
+        "seconds": round(secs, 2),
+        "rc": rc,
+        "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
+        "stdout": out.decode(errors="replace"),
+    }
 
 
 def io_floor_inputs(files: list[Path], out: Path) -> float:
@@ -70,7 +74,9 @@ def io_floor_log(wh: Path, out: Path) -> float:
     lst = "[" + ", ".join(f"'{f}'" for f in files) + "]"
     con = duckdb.connect()
     t = time.perf_counter()
-    con.execute(f"COPY (SELECT * FROM read_parquet({lst})) TO '{out}/floor_log.parquet' (FORMAT parquet)")
+    con.execute(
+        f"COPY (SELECT * FROM read_parquet({lst})) TO '{out}/floor_log.parquet' (FORMAT parquet)"
+    )
     secs = time.perf_counter() - t
     con.close()
     return secs
@@ -96,15 +102,23 @@ def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
     res["io_floor_inputs_seconds"] = round(io_floor_inputs(first, floor_dir), 2)
     shutil.rmtree(floor_dir)
 
-    env = dict(os.environ, GX_ANALYTICS_ENABLED="false", TXH_WAREHOUSE=str(d / "wh"),
-               BENCH_STDERR=str(d / "stderr.log"))
+    env = dict(
+        os.environ,
+        GX_ANALYTICS_ENABLED="false",
+        TXH_WAREHOUSE=str(d / "wh"),
+        BENCH_STDERR=str(d / "stderr.log"),
+    )
     txh = [sys.executable, "-m", "pipelines.cli", "--json-logs"]
     ing = run_measured([*txh, "ingest", "--json", *map(str, first)], env)
     res["ingest"] = {k: v for k, v in ing.items() if k != "stdout"}
     try:
         summary = json.loads(ing["stdout"])
-        res["ingest"].update({k: summary[k] for k in ("rows_read", "accepted", "quarantined",
-                                                       "duplicates", "reconciled")})
+        res["ingest"].update(
+            {
+                k: summary[k]
+                for k in ("rows_read", "accepted", "quarantined", "duplicates", "reconciled")
+            }
+        )
         res["ingest"]["stage_seconds"] = summary.get("timings_s")
     except (json.JSONDecodeError, KeyError):
         pass
@@ -157,10 +171,12 @@ def _delivery_order(cohort: Path) -> list[Path]:
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
-    lines = ["| events | I/O floor (inputs) | ingest | ratio | ingest peak RSS | build (full) | "
-             "build floor | ratio | build peak RSS | derivation/timelines | run e2e | run/floor | "
-             "incremental run (1%) | inc/full |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| events | I/O floor (inputs) | ingest | ratio | ingest peak RSS | build (full) | "
+        "build floor | ratio | build peak RSS | derivation/timelines | run e2e | run/floor | "
+        "incremental run (1%) | inc/full |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         lines.append(
             f"| {r.get('events_generated') or r['events_target']:,} | {r['io_floor_inputs_seconds']} s | "
@@ -170,7 +186,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"{r['build']['peak_rss_mb']} MB | {r['build'].get('derivation_to_timelines', '?')}x | "
             f"{r['run_full']['seconds']} s | {r['run_full']['ratio_to_floor']}x | "
             f"{r['run_incremental']['seconds']} s | "
-            f"{r['run_incremental']['fraction_of_full']:.1%} |")
+            f"{r['run_incremental']['fraction_of_full']:.1%} |"
+        )
     return "\n".join(lines)
 
 

@@ -68,13 +68,25 @@ def cfg() -> Config:
 
 @app.callback()
 def main_options(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration file.",
-                                                envvar="TXH_CONFIG")] = None,
-    warehouse: Annotated[str | None, typer.Option(
-        "--warehouse", "-w", help="Output directory (default data/warehouse; env TXH_WAREHOUSE).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML configuration file.", envvar="TXH_CONFIG"),
+    ] = None,
+    warehouse: Annotated[
+        str | None,
+        typer.Option(
+            "--warehouse",
+            "-w",
+            help="Output directory (default data/warehouse; env TXH_WAREHOUSE).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
-    json_logs: Annotated[bool | None, typer.Option(
-        "--json-logs/--console-logs", help="Log format (default: JSON unless stderr is a TTY).")] = None,
+    json_logs: Annotated[
+        bool | None,
+        typer.Option(
+            "--json-logs/--console-logs", help="Log format (default: JSON unless stderr is a TTY)."
+        ),
+    ] = None,
 ) -> None:
     logs.configure(log_level, json_logs)
     state.config_path = config
@@ -88,8 +100,13 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, float], None]]
     if not (enabled and err.is_terminal):
         yield lambda stage, frac: None
         return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as prog:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as prog:
         task = prog.add_task("starting", total=1.0)
 
         def update(stage: str, frac: float) -> None:
@@ -103,13 +120,30 @@ def _print_ingest_summary(result: Any) -> None:
         return
     t = Table(title=f"ingest batch {result.batch_id}" if result.batch_id else "ingest: nothing new")
     for col in ("file", "status", "read", "accepted", "quarantined", "duplicates", "reconciled"):
-        t.add_column(col, justify="right" if col in ("read", "accepted", "quarantined", "duplicates") else "left")
+        t.add_column(
+            col,
+            justify="right" if col in ("read", "accepted", "quarantined", "duplicates") else "left",
+        )
     for f in result.files:
-        t.add_row(Path(f.path).name if len(f.path) > 60 else f.path, f.status, str(f.rows_read),
-                  str(f.accepted), str(f.quarantined), str(f.duplicates),
-                  "yes" if f.reconciled else "NO")
-    t.add_row("total", "", str(result.rows_read), str(result.accepted), str(result.quarantined),
-              str(result.duplicates), "yes" if result.reconciled else "NO", style="bold")
+        t.add_row(
+            Path(f.path).name if len(f.path) > 60 else f.path,
+            f.status,
+            str(f.rows_read),
+            str(f.accepted),
+            str(f.quarantined),
+            str(f.duplicates),
+            "yes" if f.reconciled else "NO",
+        )
+    t.add_row(
+        "total",
+        "",
+        str(result.rows_read),
+        str(result.accepted),
+        str(result.quarantined),
+        str(result.duplicates),
+        "yes" if result.reconciled else "NO",
+        style="bold",
+    )
     out.print(t)
     for f in result.files:
         if f.message and f.status not in ("already_ingested",):
@@ -137,10 +171,18 @@ def ingest_summary_dict(result: Any) -> dict[str, Any]:
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories (recursive).")],
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="canonical (CSV/Parquet/JSON Lines in the event contract), "
-        "fhir, omop, sdtm or synthea.")] = "canonical",
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="canonical (CSV/Parquet/JSON Lines in the event contract), "
+            "fhir, omop, sdtm or synthea.",
+        ),
+    ] = "canonical",
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary on stdout.")
+    ] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the warehouse lock.")] = 0.0,
 ) -> None:
     """Validate input files and append them to the event log as one atomic batch."""
@@ -189,16 +231,35 @@ def _parse_as_of(value: str | None) -> Any:
 
 @app.command()
 def build(
-    as_of: Annotated[str | None, typer.Option(
-        "--as-of", help="Replay only events recorded (and occurred) at or before this ISO date or "
-        "timestamp (UTC; a bare date means its end). Default: now.")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Rebuild everything (no incremental).")] = False,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Write the rendered SQL with its parameters for review; build nothing.")] = False,
-    until_batch: Annotated[int | None, typer.Option(
-        "--until-batch", help="Use only log batches up to this id: reproduces a past build "
-        "exactly (see its run record) even after backfilled records arrived.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Replay only events recorded (and occurred) at or before this ISO date or "
+            "timestamp (UTC; a bare date means its end). Default: now.",
+        ),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Rebuild everything (no incremental).")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Write the rendered SQL with its parameters for review; build nothing.",
+        ),
+    ] = False,
+    until_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--until-batch",
+            help="Use only log batches up to this id: reproduces a past build "
+            "exactly (see its run record) even after backfilled records arrived.",
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary on stdout.")
+    ] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the warehouse lock.")] = 0.0,
 ) -> None:
     """Replay the event log (as of a moment) into the derived tables and publish them."""
@@ -216,11 +277,26 @@ def build(
         return
     with progress_bar() as prog:
         res = do_build(c, as_of=ts, full=full, progress=prog, until_batch=until_batch)
-    summary = {"build_id": res.build_id, "as_of": res.as_of.isoformat(sep=" "), "mode": res.mode,
-               "reason": res.reason, "affected_patients": res.affected_patients,
-               "steps": [{"name": s.name, "rows": s.rows, "patients": s.patients,
-                          "seconds": s.seconds, "layer": s.layer} for s in res.steps],
-               "seconds": round(res.timings.get("total", 0.0), 2)}
+    summary = {
+        "build_id": res.build_id,
+        "as_of": res.as_of.isoformat(sep=" "),
+        "mode": res.mode,
+        "reason": res.reason,
+        "affected_patients": res.affected_patients,
+        "steps": [
+            {
+                "name": s.name,
+                "rows": s.rows,
+                "patients": s.patients,
+                "seconds": s.seconds,
+                "write_seconds": s.write_seconds,
+                "layer": s.layer,
+            }
+            for s in res.steps
+        ],
+        "phases": {k: round(v, 2) for k, v in res.timings.items()},
+        "seconds": round(res.timings.get("total", 0.0), 2),
+    }
     if json_out:
         out.print_json(json.dumps(summary))
         return
@@ -228,18 +304,26 @@ def build(
     for col in ("table", "rows", "patients", "seconds"):
         t.add_column(col, justify="left" if col == "table" else "right")
     for s in res.steps:
-        t.add_row(s.name, str(s.rows), "" if s.patients is None else str(s.patients), f"{s.seconds:.2f}")
+        t.add_row(
+            s.name, str(s.rows), "" if s.patients is None else str(s.patients), f"{s.seconds:.2f}"
+        )
     out.print(t)
     out.print(f"{res.reason}; warehouse: {Warehouse.from_config(c).duckdb_path}", soft_wrap=True)
 
 
 @app.command("run")
 def run_cmd(
-    inputs: Annotated[list[str] | None, typer.Argument(
-        help="Inputs to ingest (default: run.inputs, the bundled sample).")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="As-of moment for the build (default now).")] = None,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Inputs to ingest (default: run.inputs, the bundled sample)."),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="As-of moment for the build (default now).")
+    ] = None,
     full: Annotated[bool, typer.Option("--full", help="Rebuild everything.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the run record (JSON) on stdout.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the run record (JSON) on stdout.")
+    ] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the warehouse lock.")] = 0.0,
 ) -> None:
     """The scheduled batch job: ingest what is new, build, publish, report."""
@@ -257,8 +341,10 @@ def run_cmd(
             _print_ingest_summary(res.ingest)
         b = rec.get("build")
         if b:
-            out.print(f"build {b['build_id']}: {b['mode']} ({b['reason']}), {b['seconds']} s",
-                      soft_wrap=True)
+            out.print(
+                f"build {b['build_id']}: {b['mode']} ({b['reason']}), {b['seconds']} s",
+                soft_wrap=True,
+            )
         for name, step in rec.get("post_build", {}).items():
             out.print(f"{name}: {step.get('summary', '')}", soft_wrap=True)
         out.print(f"run {res.run_id}: {res.status}; record {res.record_path}", soft_wrap=True)
@@ -268,8 +354,13 @@ def run_cmd(
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="SQL over the warehouse views, e.g. "
-                                       "\"SELECT status, count(*) FROM refractory_status GROUP BY 1\"")],
+    sql: Annotated[
+        str,
+        typer.Argument(
+            help="SQL over the warehouse views, e.g. "
+            '"SELECT status, count(*) FROM refractory_status GROUP BY 1"'
+        ),
+    ],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 200,
 ) -> None:
@@ -310,37 +401,85 @@ def query(
 
 @app.command()
 def report(
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv or .parquet "
-                                           "(patient or summary report), .html (--html).")],
-    condition: Annotated[str | None, typer.Option(
-        "--condition", help="Condition (rule pack) or `all`. Required for the patient report; "
-        "--summary and --html default to all.")] = None,
-    status: Annotated[list[str] | None, typer.Option(
-        "--status", help="Patient report: only these statuses (repeat or comma-separate).")] = None,
-    as_of: Annotated[str | None, typer.Option(
-        "--as-of", help="Report as of this ISO date or timestamp: reads the published build if "
-        "it has that date, else builds one (unpublished) for the report.")] = None,
-    fmt: Annotated[str | None, typer.Option(
-        "--format", "-f", help="csv | parquet (default: from the --out suffix).")] = None,
-    pseudonymize: Annotated[bool, typer.Option(
-        "--pseudonymize", help="Replace patient ids by keyed pseudonyms (px_...); the key is "
-        "read from $TXH_PSEUDONYM_KEY (report.pseudonymize_key_env).")] = False,
-    summary: Annotated[bool, typer.Option(
-        "--summary", help="The cohort summary (statuses, outcome classes, sensitivity) with "
-        "small cells suppressed, instead of one row per patient.")] = False,
-    html: Annotated[bool, typer.Option(
-        "--html", help="The self-contained HTML cohort report (charts, timelines, data "
-        "quality).")] = False,
-    patients: Annotated[int | None, typer.Option(
-        "--patients", help="HTML: refractory / pseudo-refractory patients per condition in the "
-        "timelines (default 20).")] = None,
-    show_ids: Annotated[bool, typer.Option(
-        "--show-ids", help="HTML: label patients by id (default: pseudonym when the key is set, "
-        "else #1..#N).")] = False,
-    json_out: Annotated[bool, typer.Option(
-        "--json", help="Print a JSON summary on stdout.")] = False,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the warehouse lock "
-                                        "(--as-of builds only).")] = 0.0,
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file: .csv or .parquet (patient or summary report), .html (--html).",
+        ),
+    ],
+    condition: Annotated[
+        str | None,
+        typer.Option(
+            "--condition",
+            help="Condition (rule pack) or `all`. Required for the patient report; "
+            "--summary and --html default to all.",
+        ),
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status", help="Patient report: only these statuses (repeat or comma-separate)."
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Report as of this ISO date or timestamp: reads the published build if "
+            "it has that date, else builds one (unpublished) for the report.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="csv | parquet (default: from the --out suffix)."),
+    ] = None,
+    pseudonymize: Annotated[
+        bool,
+        typer.Option(
+            "--pseudonymize",
+            help="Replace patient ids by keyed pseudonyms (px_...); the key is "
+            "read from $TXH_PSEUDONYM_KEY (report.pseudonymize_key_env).",
+        ),
+    ] = False,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="The cohort summary (statuses, outcome classes, sensitivity) with "
+            "small cells suppressed, instead of one row per patient.",
+        ),
+    ] = False,
+    html: Annotated[
+        bool,
+        typer.Option(
+            "--html",
+            help="The self-contained HTML cohort report (charts, timelines, data quality).",
+        ),
+    ] = False,
+    patients: Annotated[
+        int | None,
+        typer.Option(
+            "--patients",
+            help="HTML: refractory / pseudo-refractory patients per condition in the "
+            "timelines (default 20).",
+        ),
+    ] = None,
+    show_ids: Annotated[
+        bool,
+        typer.Option(
+            "--show-ids",
+            help="HTML: label patients by id (default: pseudonym when the key is set, "
+            "else #1..#N).",
+        ),
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary on stdout.")
+    ] = False,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the warehouse lock (--as-of builds only).")
+    ] = 0.0,
 ) -> None:
     """Export a patient report, the cohort summary or the HTML cohort report (docs/reports.md)."""
     from pipelines.report import api
@@ -356,20 +495,35 @@ def report(
     c = _with_lock_wait(cfg(), wait)
     ts = _parse_as_of(as_of)
     if html:
-        res = api.write_html_report(c, out=out_path, condition=condition, as_of=ts,
-                                    n_patients=20 if patients is None else patients,
-                                    show_ids=show_ids, pseudonymize=pseudonymize)
+        res = api.write_html_report(
+            c,
+            out=out_path,
+            condition=condition,
+            as_of=ts,
+            n_patients=20 if patients is None else patients,
+            show_ids=show_ids,
+            pseudonymize=pseudonymize,
+        )
     elif summary:
         res = api.write_summary_report(c, condition=condition, out=out_path, fmt=fmt, as_of=ts)
     else:
-        res = api.write_patient_report(c, condition=condition, out=out_path, fmt=fmt,
-                                       statuses=status, as_of=ts, pseudonymize=pseudonymize)
+        res = api.write_patient_report(
+            c,
+            condition=condition,
+            out=out_path,
+            fmt=fmt,
+            statuses=status,
+            as_of=ts,
+            pseudonymize=pseudonymize,
+        )
     if json_out:
         out.print_json(json.dumps(res.to_dict()))
         return
     what = f"{res.rows} rows" if res.rows is not None else "report"
-    extra = [f"build {res.build_id}" if res.build_id else "no build",
-             f"as of {res.as_of}" if res.as_of else ""]
+    extra = [
+        f"build {res.build_id}" if res.build_id else "no build",
+        f"as of {res.as_of}" if res.as_of else "",
+    ]
     if res.pseudonymized:
         extra.append("pseudonymised")
     if res.suppressed_cells:
@@ -379,13 +533,21 @@ def report(
 
 @app.command()
 def generate(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("data/generated"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
+        "data/generated"
+    ),
     patients: Annotated[int | None, typer.Option(help="Number of patients.")] = None,
-    events: Annotated[int | None, typer.Option(help="Target number of events (sizes the cohort).")] = None,
+    events: Annotated[
+        int | None, typer.Option(help="Target number of events (sizes the cohort).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 42,
     deliveries: Annotated[int, typer.Option(help="Number of delivery files.")] = 6,
-    final_delivery_fraction: Annotated[float | None, typer.Option(
-        help="Make the last delivery about this fraction of all events (incremental benchmarks).")] = None,
+    final_delivery_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Make the last delivery about this fraction of all events (incremental benchmarks)."
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic cohort in the canonical format, with a hidden-truth folder."""
     from pipelines.generate import generate as do_generate
@@ -393,16 +555,26 @@ def generate(
     if patients is None and events is None:
         patients = 300
     with progress_bar() as prog:
-        res = do_generate(out_dir, n_patients=patients, n_events=events, seed=seed,
-                          n_deliveries=deliveries, final_delivery_fraction=final_delivery_fraction,
-                          progress=prog)
-    out.print(f"generated {getattr(res, 'n_events', '?')} events for "
-              f"{getattr(res, 'n_patients', '?')} patients in {out_dir}")
+        res = do_generate(
+            out_dir,
+            n_patients=patients,
+            n_events=events,
+            seed=seed,
+            n_deliveries=deliveries,
+            final_delivery_fraction=final_delivery_fraction,
+            progress=prog,
+        )
+    out.print(
+        f"generated {getattr(res, 'n_events', '?')} events for "
+        f"{getattr(res, 'n_patients', '?')} patients in {out_dir}"
+    )
 
 
 @app.command("config")
 def config_cmd(
-    as_yaml: Annotated[bool, typer.Option("--yaml", help="Print the resolved configuration as YAML.")] = False,
+    as_yaml: Annotated[
+        bool, typer.Option("--yaml", help="Print the resolved configuration as YAML.")
+    ] = False,
 ) -> None:
     """Show every parameter with its value and documentation."""
     c = cfg()
@@ -431,8 +603,11 @@ def quality_suites(
         for p in write_default_suites():
             out.print(f"wrote {p.relative_to(REPO_ROOT)}")
         return
-    stale = [name for name, text in render_default_suites().items()
-             if not (SUITES_DIR / name).exists() or (SUITES_DIR / name).read_text() != text]
+    stale = [
+        name
+        for name, text in render_default_suites().items()
+        if not (SUITES_DIR / name).exists() or (SUITES_DIR / name).read_text() != text
+    ]
     if stale:
         err.print(f"out of date: {', '.join(stale)} (run `txh quality suites --write`)")
         raise typer.Exit(EXIT_GATE_FAILED)
@@ -454,17 +629,29 @@ def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     wh = Warehouse.from_config(cfg())
     ms = wh.committed_manifests()
     if json_out:
-        out.print_json(json.dumps([{"batch_id": m["batch_id"], **m["totals"],
-                                    "ingested_at": m["ingested_at"]} for m in ms]))
+        out.print_json(
+            json.dumps(
+                [
+                    {"batch_id": m["batch_id"], **m["totals"], "ingested_at": m["ingested_at"]}
+                    for m in ms
+                ]
+            )
+        )
         return
     t = Table(title=f"event log in {wh.root}")
     for col in ("batch", "ingested_at", "read", "accepted", "quarantined", "duplicates", "gate"):
         t.add_column(col)
     for m in ms:
         tt = m["totals"]
-        t.add_row(str(m["batch_id"]), m["ingested_at"], str(tt["rows_read"]), str(tt["accepted"]),
-                  str(tt["quarantined"]), str(tt["duplicates"]),
-                  "pass" if m["gate_passed"] else "FAIL")
+        t.add_row(
+            str(m["batch_id"]),
+            m["ingested_at"],
+            str(tt["rows_read"]),
+            str(tt["accepted"]),
+            str(tt["quarantined"]),
+            str(tt["duplicates"]),
+            "pass" if m["gate_passed"] else "FAIL",
+        )
     out.print(t)
 
 

@@ -131,7 +131,8 @@ class BuildConfig:
     )
     keep_builds: int = _p(3, "Published builds kept on disk for readers of older views.")
     rule_pack_dirs: list[str] = _p(
-        [], "Extra directories of rule packs (YAML); a pack here overrides the shipped pack "
+        [],
+        "Extra directories of rule packs (YAML); a pack here overrides the shipped pack "
         "of the same condition.",
     )
 

@@ -43,25 +43,42 @@ def render_contract() -> str:
     ]
     for col in c.envelope:
         req = "yes" if "all" in col.required_for else "no"
-        dom = f" Values: {', '.join(f'`{v}`' for v in col.domain)}." if col.domain and col.name != "event_type" else ""
+        dom = (
+            f" Values: {', '.join(f'`{v}`' for v in col.domain)}."
+            if col.domain and col.name != "event_type"
+            else ""
+        )
         lines.append(f"| `{col.name}` | {col.type} | {req} | {_md_escape(col.doc)}{dom} |")
     lines += ["", "## Event types", ""]
     for fam in c.families.values():
         lines += [f"### {fam.name}", "", fam.doc, "", "| event_type | meaning |", "|---|---|"]
         lines += [f"| `{et}` | {_md_escape(doc)} |" for et, doc in fam.event_types.items()]
         cols = [col for col in c.columns if fam.name in col.families]
-        lines += ["", "| column | type | required for | values | meaning |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| column | type | required for | values | meaning |",
+            "|---|---|---|---|---|",
+        ]
         for col in cols:
             req = ", ".join(f"`{e}`" for e in col.required_for if c.family_of.get(e) == fam.name)
             dom = ", ".join(f"`{v}`" for v in col.domain)
             lines.append(f"| `{col.name}` | {col.type} | {req} | {dom} | {_md_escape(col.doc)} |")
         lines.append("")
-    lines += ["## Response codes per criteria", "", "| criteria | allowed `response` |", "|---|---|"]
-    lines += [f"| `{k}` | {', '.join(f'`{v}`' for v in codes)} |" for k, codes in c.response_codes.items()]
+    lines += [
+        "## Response codes per criteria",
+        "",
+        "| criteria | allowed `response` |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| `{k}` | {', '.join(f'`{v}`' for v in codes)} |" for k, codes in c.response_codes.items()
+    ]
     lines += ["", "## Columns the log adds", "", "| column | type | meaning |", "|---|---|---|"]
     lines += [f"| `{col.name}` | {col.type} | {_md_escape(col.doc)} |" for col in c.system_columns]
     lines += [
-        "", "## Identity, duplicates, conflicts and corrections", "",
+        "",
+        "## Identity, duplicates, conflicts and corrections",
+        "",
         "- An event is identified by (`source`, `event_id`). Without `event_id`, the id is `h` + the",
         "  md5 of the normalised contract columns, so identical rows are identical events.",
         "- The same id with the same content is a **duplicate** (counted, not stored again); with",
@@ -72,15 +89,19 @@ def render_contract() -> str:
         "  carries the corrected `occurred_at`. Corrections must name the same `patient_id` as their",
         "  target. A correction recorded after a build's as-of time does not apply to that build.",
         "",
-        "## Quality rules (quarantine reason codes)", "",
+        "## Quality rules (quarantine reason codes)",
+        "",
         "Rows failing a rule are quarantined with its reason code; a file fails the gate when a",
         "rule's failure fraction exceeds `1 - mostly` (default `quality.mostly`).",
         "",
-        "| suite | reason code | origin | rule |", "|---|---|---|---|",
+        "| suite | reason code | origin | rule |",
+        "|---|---|---|---|",
     ]
     for s in build_suites():
         for chk in s.checks:
-            lines.append(f"| {s.name} | `{chk.reason_code}` | {chk.origin} | {_md_escape(chk.rationale)} |")
+            lines.append(
+                f"| {s.name} | `{chk.reason_code}` | {chk.origin} | {_md_escape(chk.rationale)} |"
+            )
     lines += [
         "| (reader) | `malformed_row` | reader | A CSV line that does not parse (column count, quotes) or a JSON Lines line that is not a JSON object. |",
         "| (log) | `event_id_conflict` | log | Same (source, event_id) as a stored or earlier event with different content. |",
@@ -131,15 +152,21 @@ def render_data_dictionary() -> str:
 
 def render_data_dictionary_html() -> str:
     e = html.escape
-    parts = ["<!doctype html><html><head><meta charset=utf-8><title>txh data dictionary</title>",
-             "<style>body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:"
-             "collapse}td,th{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:top}"
-             "th{background:#f4f4f4}</style></head><body><h1>Data dictionary</h1>"]
+    parts = [
+        "<!doctype html><html><head><meta charset=utf-8><title>txh data dictionary</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:"
+        "collapse}td,th{border:1px solid #ddd;padding:.25rem .5rem;vertical-align:top}"
+        "th{background:#f4f4f4}</style></head><body><h1>Data dictionary</h1>",
+    ]
     for m in load_models():
-        parts.append(f"<h2 id='{e(m.name)}'>{e(m.name)}</h2><p>{e(m.description)}</p>"
-                     f"<p><b>Grain:</b> {e(m.grain)}. <b>Keys:</b> {e(', '.join(m.keys))}.</p>"
-                     "<table><tr><th>column</th><th>meaning</th></tr>")
-        parts += [f"<tr><td><code>{e(c)}</code></td><td>{e(d)}</td></tr>" for c, d in m.columns.items()]
+        parts.append(
+            f"<h2 id='{e(m.name)}'>{e(m.name)}</h2><p>{e(m.description)}</p>"
+            f"<p><b>Grain:</b> {e(m.grain)}. <b>Keys:</b> {e(', '.join(m.keys))}.</p>"
+            "<table><tr><th>column</th><th>meaning</th></tr>"
+        )
+        parts += [
+            f"<tr><td><code>{e(c)}</code></td><td>{e(d)}</td></tr>" for c, d in m.columns.items()
+        ]
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)
@@ -162,5 +189,8 @@ def write_docs(directory: Path = DOCS_DIR) -> list[Path]:
 
 
 def stale_docs(directory: Path = DOCS_DIR) -> list[str]:
-    return [name for name, fn in GENERATED.items()
-            if not (directory / name).exists() or (directory / name).read_text() != fn()]
+    return [
+        name
+        for name, fn in GENERATED.items()
+        if not (directory / name).exists() or (directory / name).read_text() != fn()
+    ]

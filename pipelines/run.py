@@ -69,8 +69,14 @@ def resolve_inputs(cfg: Config, inputs: list[str] | None) -> list[Path]:
     return out
 
 
-def run(cfg: Config, *, inputs: list[str] | None = None, as_of: datetime | None = None,
-        full: bool = False, progress: Progress | None = None) -> RunResult:
+def run(
+    cfg: Config,
+    *,
+    inputs: list[str] | None = None,
+    as_of: datetime | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
     wh = Warehouse.from_config(cfg)
     wh.ensure()
     progress = progress or (lambda s, f: None)
@@ -82,12 +88,24 @@ def run(cfg: Config, *, inputs: list[str] | None = None, as_of: datetime | None 
         # provisional record (status running): the published `runs` view includes this run, and
         # a run killed mid-way stays visible as `running` (replaced by the final record below)
         path = wh.runs_dir / f"{run_id}.json"
-        atomic_write_json(path, {
-            "run_id": run_id, "started_at": started.isoformat(sep=" "), "finished_at": None,
-            "status": "running", "exit_code": None, "published": False,
-            "as_of": as_of.isoformat(sep=" ") if as_of else None,
-            "inputs": [str(p) for p in paths], "ingest": None, "build": None, "post_build": None,
-            "parameters": cfg.to_dict(), "seconds": None})
+        atomic_write_json(
+            path,
+            {
+                "run_id": run_id,
+                "started_at": started.isoformat(sep=" "),
+                "finished_at": None,
+                "status": "running",
+                "exit_code": None,
+                "published": False,
+                "as_of": as_of.isoformat(sep=" ") if as_of else None,
+                "inputs": [str(p) for p in paths],
+                "ingest": None,
+                "build": None,
+                "post_build": None,
+                "parameters": cfg.to_dict(),
+                "seconds": None,
+            },
+        )
         log.info("run.start", run_id=run_id, inputs=len(paths))
         ing = ingest(paths, cfg, progress=progress)
         t_ingest = time.perf_counter() - t0
@@ -113,21 +131,47 @@ def run(cfg: Config, *, inputs: list[str] | None = None, as_of: datetime | None 
             "inputs": [str(p) for p in paths],
             "ingest": {
                 "batch_id": ing.batch_id,
-                "rows_read": ing.rows_read, "accepted": ing.accepted,
-                "quarantined": ing.quarantined, "duplicates": ing.duplicates,
-                "reconciled": ing.reconciled, "gate_passed": ing.gate_passed,
-                "files": [{"path": f.path, "sha256": f.sha256, "status": f.status,
-                           "rows_read": f.rows_read, "accepted": f.accepted,
-                           "quarantined": f.quarantined, "duplicates": f.duplicates,
-                           "message": f.message} for f in ing.files],
+                "rows_read": ing.rows_read,
+                "accepted": ing.accepted,
+                "quarantined": ing.quarantined,
+                "duplicates": ing.duplicates,
+                "reconciled": ing.reconciled,
+                "gate_passed": ing.gate_passed,
+                "files": [
+                    {
+                        "path": f.path,
+                        "sha256": f.sha256,
+                        "status": f.status,
+                        "rows_read": f.rows_read,
+                        "accepted": f.accepted,
+                        "quarantined": f.quarantined,
+                        "duplicates": f.duplicates,
+                        "message": f.message,
+                    }
+                    for f in ing.files
+                ],
                 "seconds": round(t_ingest, 3),
                 "peak_rss_mb": round(ing.peak_rss_mb, 1),
             },
-            "build": None if res is None else {
-                "build_id": res.build_id, "mode": res.mode, "reason": res.reason,
+            "build": None
+            if res is None
+            else {
+                "build_id": res.build_id,
+                "mode": res.mode,
+                "reason": res.reason,
                 "affected_patients": res.affected_patients,
-                "steps": [{"name": s.name, "rows": s.rows, "patients": s.patients,
-                           "seconds": s.seconds} for s in res.steps],
+                "steps": [
+                    {
+                        "name": s.name,
+                        "layer": s.layer,
+                        "rows": s.rows,
+                        "patients": s.patients,
+                        "seconds": s.seconds,
+                        "write_seconds": s.write_seconds,
+                    }
+                    for s in res.steps
+                ],
+                "phases": {k: round(v, 3) for k, v in res.timings.items()},
                 "seconds": round(res.timings.get("total", 0.0), 3),
             },
             "post_build": steps,
@@ -136,5 +180,13 @@ def run(cfg: Config, *, inputs: list[str] | None = None, as_of: datetime | None 
         }
         atomic_write_json(path, record)
     log.info("run.done", run_id=run_id, status=status, seconds=record["seconds"])
-    return RunResult(run_id=run_id, status=status, exit_code=code, as_of=res.as_of if res else started,
-                     ingest=ing, build=res, steps=steps, record_path=path)
+    return RunResult(
+        run_id=run_id,
+        status=status,
+        exit_code=code,
+        as_of=res.as_of if res else started,
+        ingest=ing,
+        build=res,
+        steps=steps,
+        record_path=path,
+    )

@@ -120,8 +120,16 @@ class Warehouse:
         return self.manifests_dir / f"{batch_id:06d}.json"
 
     def ensure(self) -> None:
-        for d in (self.events_dir, self.manifests_dir, self.quarantine_dir, self.duplicates_dir,
-                  self.quality_dir, self.builds_dir, self.runs_dir, self.tmp_dir):
+        for d in (
+            self.events_dir,
+            self.manifests_dir,
+            self.quarantine_dir,
+            self.duplicates_dir,
+            self.quality_dir,
+            self.builds_dir,
+            self.runs_dir,
+            self.tmp_dir,
+        ):
             d.mkdir(parents=True, exist_ok=True)
 
     # -- batches ----------------------------------------------------------------------------
@@ -148,7 +156,11 @@ class Warehouse:
         committed = {m["batch_id"] for m in self.committed_manifests()}
         if self.events_dir.exists():
             for d in self.events_dir.iterdir():
-                if d.name.startswith("batch=") and int(d.name.split("=")[1]) not in committed or d.name.startswith(".tmp"):
+                if (
+                    d.name.startswith("batch=")
+                    and int(d.name.split("=")[1]) not in committed
+                    or d.name.startswith(".tmp")
+                ):
                     shutil.rmtree(d, ignore_errors=True)
                     removed.append(d)
         for sub in (self.quarantine_dir, self.duplicates_dir, self.quality_dir):
@@ -241,7 +253,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_bytes(
+        path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+    )
 
 
 def atomic_replace_dir(src: Path, dst: Path) -> None:
@@ -262,8 +276,13 @@ def fsync_tree(root: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
-def connect(cfg: Config, database: str | Path = ":memory:", read_only: bool = False,
-            wh: Warehouse | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    cfg: Config,
+    database: str | Path = ":memory:",
+    read_only: bool = False,
+    wh: Warehouse | None = None,
+    memory_limit: str | None = None,
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the engine settings applied (memory limit, spill, UTC, quiet)."""
     con = duckdb.connect(str(database), read_only=read_only)
     con.execute("SET enable_progress_bar = false")

@@ -80,7 +80,8 @@ def _datasource(ctx: Any, name: str, **kwargs: Any) -> Any:
 
     ds = ctx.data_sources.add_sql(name=name, connection_string="duckdb:///:memory:", **kwargs)
     ds.get_execution_engine().dialect_module = types.SimpleNamespace(
-        dialect=sa.dialects.postgresql.dialect)
+        dialect=sa.dialects.postgresql.dialect
+    )
     return ds
 
 

@@ -40,7 +40,10 @@ class CheckCount:
     @property
     def passed(self) -> bool:
         # mostly = fraction that must pass; compare in integers to avoid float edge effects
-        return self.in_scope == 0 or (self.in_scope - self.failed) >= self.mostly * self.in_scope - 1e-9
+        return (
+            self.in_scope == 0
+            or (self.in_scope - self.failed) >= self.mostly * self.in_scope - 1e-9
+        )
 
 
 @dataclass
@@ -62,25 +65,34 @@ def reasons_expr(suites: list[Suite]) -> str:
     One list of scalar CASE arms (in code order) filtered for NULLs: cheap per row. Checks that
     report detailed codes (type parsing: ``unparseable_<column>``) are merged, and the list
     re-sorted, only for the rare rows that have them."""
-    simple = sorted(((c.reason_code, _cond(s, c)) for s in suites for c in s.checks
-                     if not c.reason_codes_sql), key=lambda x: x[0])
+    simple = sorted(
+        ((c.reason_code, _cond(s, c)) for s in suites for c in s.checks if not c.reason_codes_sql),
+        key=lambda x: x[0],
+    )
     detailed = [(s, c) for s in suites for c in s.checks if c.reason_codes_sql]
     arms = ", ".join(f"CASE WHEN {cond} THEN '{code}' END" for code, cond in simple)
     base = f"list_filter([{arms}], lambda x: x IS NOT NULL)" if simple else "CAST([] AS VARCHAR[])"
     for s, c in detailed:
         cond = _cond(s, c)
-        base = (f"CASE WHEN {cond} THEN list_sort(list_distinct(list_concat({base}, "
-                f"{c.reason_codes_sql}))) ELSE {base} END")
+        base = (
+            f"CASE WHEN {cond} THEN list_sort(list_distinct(list_concat({base}, "
+            f"{c.reason_codes_sql}))) ELSE {base} END"
+        )
     return base
 
 
-def apply_checks(con: duckdb.DuckDBPyConnection, source: str, target: str,
-                 suites: list[Suite]) -> None:
+def apply_checks(
+    con: duckdb.DuckDBPyConnection, source: str, target: str, suites: list[Suite]
+) -> None:
     """CREATE TABLE target AS source + ``reasons`` (sorted, distinct codes)."""
-    con.execute(f"CREATE TABLE {target} AS SELECT *, {reasons_expr(suites)} AS reasons FROM {source}")
+    con.execute(
+        f"CREATE TABLE {target} AS SELECT *, {reasons_expr(suites)} AS reasons FROM {source}"
+    )
 
 
-def check_counts(con: duckdb.DuckDBPyConnection, table: str, suites: list[Suite]) -> list[CheckCount]:
+def check_counts(
+    con: duckdb.DuckDBPyConnection, table: str, suites: list[Suite]
+) -> list[CheckCount]:
     """Failing rows per file, suite and check, read back from the rows' reasons.
 
     A row belongs to one family, so (family, code) names the check, except for the envelope
@@ -90,7 +102,8 @@ def check_counts(con: duckdb.DuckDBPyConnection, table: str, suites: list[Suite]
     env_codes = {c.reason_code for c in envelope.checks if not c.reason_codes_sql}
     parse_check = next((c for c in envelope.checks if c.reason_codes_sql), None)
     scope_rows = con.execute(
-        f"SELECT _file_idx, family, count(*) FROM {table} GROUP BY ALL").fetchall()
+        f"SELECT _file_idx, family, count(*) FROM {table} GROUP BY ALL"
+    ).fetchall()
     in_scope: dict[tuple[int, str], int] = {}
     for idx, fam, n in scope_rows:
         in_scope[(idx, envelope.name)] = in_scope.get((idx, envelope.name), 0) + n
@@ -118,10 +131,16 @@ def check_counts(con: duckdb.DuckDBPyConnection, table: str, suites: list[Suite]
     for idx in files:
         for s in suites:
             for c in s.checks:
-                out.append(CheckCount(
-                    file_idx=idx, suite=s.name, reason_code=c.reason_code,
-                    in_scope=in_scope.get((idx, s.name), 0),
-                    failed=failed.get((idx, s.name, c.reason_code), 0), mostly=c.mostly))
+                out.append(
+                    CheckCount(
+                        file_idx=idx,
+                        suite=s.name,
+                        reason_code=c.reason_code,
+                        in_scope=in_scope.get((idx, s.name), 0),
+                        failed=failed.get((idx, s.name, c.reason_code), 0),
+                        mostly=c.mostly,
+                    )
+                )
     return out
 
 
@@ -143,8 +162,9 @@ def totals_by_check(counts: list[CheckCount]) -> dict[tuple[str, str], int]:
     return out
 
 
-def gx_validate(con: duckdb.DuckDBPyConnection, table: str,
-                suites: list[Suite]) -> dict[str, dict[str, Any]]:
+def gx_validate(
+    con: duckdb.DuckDBPyConnection, table: str, suites: list[Suite]
+) -> dict[str, dict[str, Any]]:
     from quality.gx_duckdb import validate_table
 
     return validate_table(con, table, suites)
@@ -162,8 +182,10 @@ def crosscheck(gx_results: dict[str, dict[str, Any]], counts: list[CheckCount]) 
     for suite, result in gx_results.items():
         for code, n in unexpected_counts(result).items():
             if ours.get((suite, code), 0) != n:
-                problems.append(f"{suite}.{code}: great-expectations {n}, quarantine pass "
-                                f"{ours.get((suite, code), 0)}")
+                problems.append(
+                    f"{suite}.{code}: great-expectations {n}, quarantine pass "
+                    f"{ours.get((suite, code), 0)}"
+                )
     if problems:
         raise CrossCheckError("quality cross-check failed: " + "; ".join(problems))
 
@@ -178,9 +200,15 @@ th{background:#f4f4f4}.ok{color:#176d2c;font-weight:600}.bad{color:#b00020;font-
 """
 
 
-def render_data_docs(path: Path, *, batch_id: int, files: list[dict[str, Any]],
-                     counts: list[CheckCount], suites: list[Suite],
-                     gx_results: dict[str, dict[str, Any]] | None) -> None:
+def render_data_docs(
+    path: Path,
+    *,
+    batch_id: int,
+    files: list[dict[str, Any]],
+    counts: list[CheckCount],
+    suites: list[Suite],
+    gx_results: dict[str, dict[str, Any]] | None,
+) -> None:
     """One self-contained HTML page: files and their reconciliation, then every check."""
     e = html.escape
     rows_files = "".join(
@@ -230,7 +258,10 @@ def render_data_docs(path: Path, *, batch_id: int, files: list[dict[str, Any]],
         "quarantine pass and are cross-checked against great-expectations.</p>"
         "<h2>Files</h2><table><tr><th>file</th><th>status</th><th>read</th><th>accepted</th>"
         "<th>quarantined</th><th>duplicates</th><th>reconciled</th><th>message</th></tr>"
-        + rows_files + "</table>" + "".join(sections) + "</body></html>"
+        + rows_files
+        + "</table>"
+        + "".join(sections)
+        + "</body></html>"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(doc)

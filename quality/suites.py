@@ -97,28 +97,47 @@ def _contract_checks(contract: Contract, mostly: float) -> dict[str, list[Check]
     env = out[ENVELOPE_SUITE]
     for col in contract.envelope:
         if "all" in col.required_for:
-            env.append(Check(
-                suite=ENVELOPE_SUITE, reason_code=f"missing_{col.name}",
-                gx_type="expect_column_values_to_not_be_null", kwargs={"column": col.name},
-                predicate=f"{col.name} IS NULL",
-                rationale=f"`{col.name}` is required for every event (contract v{contract.schema_version}).",
-                origin="contract", mostly=mostly))
+            env.append(
+                Check(
+                    suite=ENVELOPE_SUITE,
+                    reason_code=f"missing_{col.name}",
+                    gx_type="expect_column_values_to_not_be_null",
+                    kwargs={"column": col.name},
+                    predicate=f"{col.name} IS NULL",
+                    rationale=f"`{col.name}` is required for every event (contract v{contract.schema_version}).",
+                    origin="contract",
+                    mostly=mostly,
+                )
+            )
         if col.domain:
-            env.append(Check(
-                suite=ENVELOPE_SUITE, reason_code=f"unknown_{col.name}",
-                gx_type="expect_column_values_to_be_in_set",
-                kwargs={"column": col.name, "value_set": list(col.domain)},
-                predicate=f"{col.name} IS NOT NULL AND {col.name} NOT IN ({_sql_list(col.domain)})",
-                rationale=f"`{col.name}` must be one of the contract's values.",
-                origin="contract", mostly=mostly))
-    env.append(Check(
-        suite=ENVELOPE_SUITE, reason_code="unparseable_value",
-        gx_type="unexpected_rows_expectation",
-        kwargs={"unexpected_rows_query": _QUERY_PREFIX + "len(_parse_errors) > 0",
-                "description": "Every typed column parses as its contract type."},
-        predicate="len(_parse_errors) > 0",
-        rationale="Values must parse as their contract types (ISO 8601 timestamps, numbers, integers).",
-        origin="contract", mostly=mostly, reason_codes_sql="_parse_errors"))
+            env.append(
+                Check(
+                    suite=ENVELOPE_SUITE,
+                    reason_code=f"unknown_{col.name}",
+                    gx_type="expect_column_values_to_be_in_set",
+                    kwargs={"column": col.name, "value_set": list(col.domain)},
+                    predicate=f"{col.name} IS NOT NULL AND {col.name} NOT IN ({_sql_list(col.domain)})",
+                    rationale=f"`{col.name}` must be one of the contract's values.",
+                    origin="contract",
+                    mostly=mostly,
+                )
+            )
+    env.append(
+        Check(
+            suite=ENVELOPE_SUITE,
+            reason_code="unparseable_value",
+            gx_type="unexpected_rows_expectation",
+            kwargs={
+                "unexpected_rows_query": _QUERY_PREFIX + "len(_parse_errors) > 0",
+                "description": "Every typed column parses as its contract type.",
+            },
+            predicate="len(_parse_errors) > 0",
+            rationale="Values must parse as their contract types (ISO 8601 timestamps, numbers, integers).",
+            origin="contract",
+            mostly=mostly,
+            reason_codes_sql="_parse_errors",
+        )
+    )
 
     for fam in contract.families:
         checks: list[Check] = []
@@ -128,22 +147,34 @@ def _contract_checks(contract: Contract, mostly: float) -> dict[str, list[Check]
             req = [et for et in col.required_for if contract.family_of.get(et) == fam]
             if req:
                 pred = f"event_type IN ({_sql_list(req)}) AND {col.name} IS NULL"
-                checks.append(Check(
-                    suite=fam, reason_code=f"missing_{col.name}",
-                    gx_type="unexpected_rows_expectation",
-                    kwargs={"unexpected_rows_query": _QUERY_PREFIX + pred,
-                            "description": f"`{col.name}` is required for {', '.join(req)}."},
-                    predicate=pred,
-                    rationale=f"`{col.name}` is required for {', '.join(req)} (contract).",
-                    origin="contract", mostly=mostly))
+                checks.append(
+                    Check(
+                        suite=fam,
+                        reason_code=f"missing_{col.name}",
+                        gx_type="unexpected_rows_expectation",
+                        kwargs={
+                            "unexpected_rows_query": _QUERY_PREFIX + pred,
+                            "description": f"`{col.name}` is required for {', '.join(req)}.",
+                        },
+                        predicate=pred,
+                        rationale=f"`{col.name}` is required for {', '.join(req)} (contract).",
+                        origin="contract",
+                        mostly=mostly,
+                    )
+                )
             if col.domain:
-                checks.append(Check(
-                    suite=fam, reason_code=f"unknown_{col.name}",
-                    gx_type="expect_column_values_to_be_in_set",
-                    kwargs={"column": col.name, "value_set": list(col.domain)},
-                    predicate=f"{col.name} IS NOT NULL AND {col.name} NOT IN ({_sql_list(col.domain)})",
-                    rationale=f"`{col.name}` must be one of the contract's values.",
-                    origin="contract", mostly=mostly))
+                checks.append(
+                    Check(
+                        suite=fam,
+                        reason_code=f"unknown_{col.name}",
+                        gx_type="expect_column_values_to_be_in_set",
+                        kwargs={"column": col.name, "value_set": list(col.domain)},
+                        predicate=f"{col.name} IS NOT NULL AND {col.name} NOT IN ({_sql_list(col.domain)})",
+                        rationale=f"`{col.name}` must be one of the contract's values.",
+                        origin="contract",
+                        mostly=mostly,
+                    )
+                )
         out[fam] = checks
     return out
 
@@ -189,14 +220,22 @@ def _clinical_checks(cfg: Config, contract: Contract, mostly: float) -> dict[str
             raise SuiteError(f"rules.yaml: unknown suite {suite}")
         for rule in rules:
             pred = _substitute(rule["where"], cfg, constants, contract)
-            out.setdefault(suite, []).append(Check(
-                suite=suite, reason_code=rule["reason_code"],
-                gx_type="unexpected_rows_expectation",
-                kwargs={"unexpected_rows_query": _QUERY_PREFIX + pred,
-                        "description": " ".join(rule["rationale"].split())},
-                predicate=pred, rationale=" ".join(rule["rationale"].split()),
-                origin="clinical", mostly=float(rule.get("mostly", mostly)),
-                meta={"template": " ".join(rule["where"].split())}))
+            out.setdefault(suite, []).append(
+                Check(
+                    suite=suite,
+                    reason_code=rule["reason_code"],
+                    gx_type="unexpected_rows_expectation",
+                    kwargs={
+                        "unexpected_rows_query": _QUERY_PREFIX + pred,
+                        "description": " ".join(rule["rationale"].split()),
+                    },
+                    predicate=pred,
+                    rationale=" ".join(rule["rationale"].split()),
+                    origin="clinical",
+                    mostly=float(rule.get("mostly", mostly)),
+                    meta={"template": " ".join(rule["where"].split())},
+                )
+            )
     return out
 
 
@@ -212,8 +251,9 @@ def build_suites(cfg: Config | None = None, contract: Contract | None = None) ->
         codes = [c.reason_code for c in checks]
         if len(set(codes)) != len(codes):
             raise SuiteError(f"suite {name}: duplicate reason codes")
-        suites.append(Suite(name=name, scope=_scope(None if name == ENVELOPE_SUITE else name),
-                            checks=checks))
+        suites.append(
+            Suite(name=name, scope=_scope(None if name == ENVELOPE_SUITE else name), checks=checks)
+        )
     return suites
 
 

@@ -19,7 +19,9 @@ from schemas.contract import CURRENT_SCHEMA_VERSION, load_contract
 UPCASTERS: dict[int, Callable[[str], str]] = {}
 
 
-def upcast_sql(relation_sql: str, from_version: int, to_version: int = CURRENT_SCHEMA_VERSION) -> str:
+def upcast_sql(
+    relation_sql: str, from_version: int, to_version: int = CURRENT_SCHEMA_VERSION
+) -> str:
     """Return SQL selecting ``relation_sql`` (stored at ``from_version``) as ``to_version``.
 
     The result always has exactly the storage columns of ``to_version`` in contract order, so

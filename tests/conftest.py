@@ -54,9 +54,18 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def dispensing(i: int, patient: str = "P1", **kw: Any) -> dict[str, Any]:
-    row = {"event_id": f"d{i}", "patient_id": patient, "event_type": "dispensed",
-           "occurred_at": f"2024-01-{(i % 28) + 1:02d}", "recorded_at": "2024-03-01T00:00:00Z",
-           "source": "pharmacy", "drug": "levetiracetam", "days_supply": 30, "dose": 1000,
-           "dose_unit": "mg", "condition": "epilepsy"}
+    row = {
+        "event_id": f"d{i}",
+        "patient_id": patient,
+        "event_type": "dispensed",
+        "occurred_at": f"2024-01-{(i % 28) + 1:02d}",
+        "recorded_at": "2024-03-01T00:00:00Z",
+        "source": "pharmacy",
+        "drug": "levetiracetam",
+        "days_supply": 30,
+        "dose": 1000,
+        "dose_unit": "mg",
+        "condition": "epilepsy",
+    }
     row.update(kw)
     return row

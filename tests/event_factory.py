@@ -14,10 +14,33 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ["event_id", "patient_id", "event_type", "occurred_at", "recorded_at", "source", "drug",
-           "condition", "dose", "dose_unit", "days_supply", "regimen", "cycle", "reason",
-           "criteria", "response", "measure", "value", "unit", "period_days", "setting",
-           "subtype", "revised_to", "procedure", "target_event_id"]
+COLUMNS = [
+    "event_id",
+    "patient_id",
+    "event_type",
+    "occurred_at",
+    "recorded_at",
+    "source",
+    "drug",
+    "condition",
+    "dose",
+    "dose_unit",
+    "days_supply",
+    "regimen",
+    "cycle",
+    "reason",
+    "criteria",
+    "response",
+    "measure",
+    "value",
+    "unit",
+    "period_days",
+    "setting",
+    "subtype",
+    "revised_to",
+    "procedure",
+    "target_event_id",
+]
 
 CONDITIONS = {
     "epilepsy": (["levetiracetam", "lamotrigine", "valproate"], "seizure_count"),
@@ -42,29 +65,73 @@ def _patient_events(rng: random.Random, pid: str, start: date) -> list[dict[str,
         n_fills = rng.randint(1, 6)
         for _ in range(n_fills):
             if cond == "multiple_myeloma" and drug != "lenalidomide":
-                add(day, event_type="administered", drug=drug, dose=1.3, dose_unit="mg/m2",
-                    regimen="vrd", cycle=_ + 1)
+                add(
+                    day,
+                    event_type="administered",
+                    drug=drug,
+                    dose=1.3,
+                    dose_unit="mg/m2",
+                    regimen="vrd",
+                    cycle=_ + 1,
+                )
             else:
-                add(day, event_type="dispensed", drug=drug, days_supply=30,
-                    dose=rng.choice([50, 100, 1000]), dose_unit="mg")
+                add(
+                    day,
+                    event_type="dispensed",
+                    drug=drug,
+                    days_supply=30,
+                    dose=rng.choice([50, 100, 1000]),
+                    dose_unit="mg",
+                )
             day += timedelta(days=rng.choice([28, 30, 35, 45, 70]))
             if measure == "seizure_count":
-                add(day, event_type="measurement", measure=measure, value=rng.randint(0, 4),
-                    period_days=30, setting="home")
+                add(
+                    day,
+                    event_type="measurement",
+                    measure=measure,
+                    value=rng.randint(0, 4),
+                    period_days=30,
+                    setting="home",
+                )
             elif measure == "phq9":
-                add(day, event_type="measurement", measure=measure, value=rng.randint(3, 24),
-                    setting="office")
+                add(
+                    day,
+                    event_type="measurement",
+                    measure=measure,
+                    value=rng.randint(3, 24),
+                    setting="office",
+                )
             elif measure == "sbp":
-                add(day, event_type="measurement", measure="sbp", value=rng.randint(115, 165),
-                    unit="mmHg", setting=rng.choice(["office", "office", "home"]))
-                add(day, event_type="measurement", measure="dbp", value=rng.randint(70, 100),
-                    unit="mmHg", setting="office")
+                add(
+                    day,
+                    event_type="measurement",
+                    measure="sbp",
+                    value=rng.randint(115, 165),
+                    unit="mmHg",
+                    setting=rng.choice(["office", "office", "home"]),
+                )
+                add(
+                    day,
+                    event_type="measurement",
+                    measure="dbp",
+                    value=rng.randint(70, 100),
+                    unit="mmHg",
+                    setting="office",
+                )
             else:
-                add(day, event_type="response_assessed", criteria="imwg",
-                    response=rng.choice(["pr", "vgpr", "sd", "pd", "mr"]))
+                add(
+                    day,
+                    event_type="response_assessed",
+                    criteria="imwg",
+                    response=rng.choice(["pr", "vgpr", "sd", "pd", "mr"]),
+                )
         if rng.random() < 0.4:
-            add(day, event_type="stopped", drug=drug,
-                reason=rng.choice(["inefficacy", "adverse_event", "cost", "unknown"]))
+            add(
+                day,
+                event_type="stopped",
+                drug=drug,
+                reason=rng.choice(["inefficacy", "adverse_event", "cost", "unknown"]),
+            )
     if rng.random() < 0.2:
         add(day + timedelta(days=5), event_type="admitted", setting="inpatient", condition=None)
         add(day + timedelta(days=9), event_type="discharged", setting="inpatient", condition=None)
@@ -73,8 +140,9 @@ def _patient_events(rng: random.Random, pid: str, start: date) -> list[dict[str,
     return ev
 
 
-def random_batches(out: Path, *, n_patients: int = 60, n_batches: int = 6,
-                   seed: int = 0) -> list[Path]:
+def random_batches(
+    out: Path, *, n_patients: int = 60, n_batches: int = 6, seed: int = 0
+) -> list[Path]:
     """Delivery files in delivery order. Every row is valid contract data."""
     rng = random.Random(seed)
     events: list[dict[str, Any]] = []
@@ -105,9 +173,14 @@ def random_batches(out: Path, *, n_patients: int = 60, n_batches: int = 6,
             files[k].append(dict(e))  # exact re-send (same id and content): a duplicate
         for j, e in enumerate(rng.sample(earlier, k=min(2, len(earlier)))):
             when = datetime(2025, 1, 1) + timedelta(days=k, hours=11)
-            corr = {"event_id": f"c{k}_{j}", "patient_id": e["patient_id"], "source": e["source"],
-                    "occurred_at": e["occurred_at"], "recorded_at": when.isoformat(),
-                    "target_event_id": e["event_id"]}
+            corr = {
+                "event_id": f"c{k}_{j}",
+                "patient_id": e["patient_id"],
+                "source": e["source"],
+                "occurred_at": e["occurred_at"],
+                "recorded_at": when.isoformat(),
+                "target_event_id": e["event_id"],
+            }
             if j == 0:
                 corr["event_type"] = "retracted"
             else:

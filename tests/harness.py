@@ -110,8 +110,13 @@ def config_with(params: dict[str, Any] | None) -> Config:
     return cfg
 
 
-def run_table(events: list[dict[str, Any]], table: str, *, as_of: str = DEFAULT_AS_OF,
-              params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+def run_table(
+    events: list[dict[str, Any]],
+    table: str,
+    *,
+    as_of: str = DEFAULT_AS_OF,
+    params: dict[str, Any] | None = None,
+) -> duckdb.DuckDBPyConnection:
     """Build ``table`` (and what it depends on) from ``events``; return the open connection."""
     cfg = config_with(params)
     con = duckdb.connect()
@@ -150,8 +155,13 @@ def load_scenario(path: Path) -> dict[str, Any]:
     return spec
 
 
-def actual_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str],
-                where: str | None = None, order_by: str | None = None) -> list[dict[str, Any]]:
+def actual_rows(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: list[str],
+    where: str | None = None,
+    order_by: str | None = None,
+) -> list[dict[str, Any]]:
     sql = f"SELECT {', '.join(columns)} FROM {table}"
     if where:
         sql += f" WHERE {where}"
@@ -164,8 +174,12 @@ def actual_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str],
 def run_scenario(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     spec = load_scenario(path)
     exp = spec["expect"]
-    con = run_table(spec["events"], spec["table"], as_of=str(spec.get("as_of", DEFAULT_AS_OF)),
-                    params=spec.get("params"))
+    con = run_table(
+        spec["events"],
+        spec["table"],
+        as_of=str(spec.get("as_of", DEFAULT_AS_OF)),
+        params=spec.get("params"),
+    )
     try:
         columns = exp.get("columns") or list((exp.get("rows") or [{}])[0].keys())
         got = actual_rows(con, spec["table"], columns, exp.get("where"), exp.get("order_by"))

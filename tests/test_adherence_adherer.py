@@ -625,6 +625,8 @@ def test_class_pdc_equals_day_by_day_simulation(events: list[dict[str, Any]]) ->
             for e in events
             if e["patient_id"] == pid and e["event_type"] == "dispensed"
         ]
-        inpatient = {d for p, a, b in stays if p == pid for d in range(_pdc_day(a), _pdc_day(b) + 1)}
+        inpatient = {
+            d for p, a, b in stays if p == pid for d in range(_pdc_day(a), _pdc_day(b) + 1)
+        }
         want = ref.pqa_pdc(fills, inpatient, _pdc_day(start), _pdc_day(end))
         assert (covered, period_days) == want, pid

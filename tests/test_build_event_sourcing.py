@@ -32,8 +32,10 @@ AS_OF = datetime(2025, 6, 30, 12, 0, 0)
 
 
 def digests(build_dir: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(build_dir.glob("*.parquet"))}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(build_dir.glob("*.parquet"))
+    }
 
 
 def ingest_all(cfg, files: list[Path], t0: datetime) -> None:
@@ -59,7 +61,10 @@ def test_incremental_equals_full_rebuild(tmp_path: Path, batches: list[Path]) ->
     assert "incremental" in modes
     ingest_all(full, batches, t0)
     res_full = build(full, as_of=AS_OF, full=True)
-    inc_dir = Warehouse(tmp_path / "inc").builds_dir / read_current(Warehouse(tmp_path / "inc"))["build_id"]
+    inc_dir = (
+        Warehouse(tmp_path / "inc").builds_dir
+        / read_current(Warehouse(tmp_path / "inc"))["build_id"]
+    )
     assert digests(inc_dir) == digests(res_full.output_dir)
     assert len(digests(inc_dir)) >= 1
 
@@ -69,7 +74,9 @@ def test_as_of_reproduces_an_earlier_build(tmp_path: Path, batches: list[Path]) 
     t0 = datetime(2025, 1, 1)
     half = len(batches) // 2
     ingest_all(cfg, batches[:half], t0)
-    first_moment = datetime(2025, 1, 1) + timedelta(days=half - 1, hours=23)  # after delivery half-1
+    first_moment = datetime(2025, 1, 1) + timedelta(
+        days=half - 1, hours=23
+    )  # after delivery half-1
     before = build(cfg, as_of=first_moment, full=True)
     snapshot = digests(before.output_dir)
     # more data arrives, including corrections of events the first build saw
@@ -81,8 +88,9 @@ def test_as_of_reproduces_an_earlier_build(tmp_path: Path, batches: list[Path]) 
     assert digests(again.output_dir) == snapshot
 
 
-def test_until_batch_reproduces_a_build_despite_backfilled_records(tmp_path: Path,
-                                                                   batches: list[Path]) -> None:
+def test_until_batch_reproduces_a_build_despite_backfilled_records(
+    tmp_path: Path, batches: list[Path]
+) -> None:
     """A backfill: later files carry records the source knew before T. As of T (recorded
     basis) they now count; restricting the log to the batches the old build saw reproduces it."""
     cfg = make_cfg(tmp_path / "wh", quality={"mostly": 0.0})
@@ -106,14 +114,17 @@ def test_same_log_gives_identical_parquet(tmp_path: Path, batches: list[Path]) -
     # the log itself is byte-identical too (same inputs, same ingest times)
     la = sorted((tmp_path / "a" / "log" / "events").rglob("*.parquet"))
     lb = sorted((tmp_path / "b" / "log" / "events").rglob("*.parquet"))
-    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in la] == \
-        [hashlib.sha256(p.read_bytes()).hexdigest() for p in lb]
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in la] == [
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in lb
+    ]
 
 
-@pytest.mark.parametrize("point", ["build.before_rename", "publish.before_duckdb_replace",
-                                   "publish.before_pointer"])
-def test_crash_during_build_keeps_the_published_outputs(tmp_path: Path, batches: list[Path],
-                                                        point: str) -> None:
+@pytest.mark.parametrize(
+    "point", ["build.before_rename", "publish.before_duckdb_replace", "publish.before_pointer"]
+)
+def test_crash_during_build_keeps_the_published_outputs(
+    tmp_path: Path, batches: list[Path], point: str
+) -> None:
     wh = tmp_path / "wh"
     cfg = make_cfg(wh, quality={"mostly": 0.0})
     ingest_all(cfg, batches[:4], datetime(2025, 1, 1))
@@ -123,13 +134,20 @@ def test_crash_during_build_keeps_the_published_outputs(tmp_path: Path, batches:
     tables = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
     con.close()
     ingest_all(cfg, batches[4:], datetime(2025, 2, 1))
-    env = dict(os.environ, TXH_WAREHOUSE=str(wh), TXH_FAULT_AT=point,
-               TXH_CONFIG=str(_write_cfg(tmp_path)))
-    p = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", "--as-of",
-                        AS_OF.isoformat(), "--full"], cwd=REPO, env=env, capture_output=True)
+    env = dict(
+        os.environ, TXH_WAREHOUSE=str(wh), TXH_FAULT_AT=point, TXH_CONFIG=str(_write_cfg(tmp_path))
+    )
+    p = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "build", "--as-of", AS_OF.isoformat(), "--full"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+    )
     assert p.returncode == 99, p.stderr.decode()[-1500:]
-    assert read_current(Warehouse(wh))["build_id"] in (published["build_id"],
-                                                        str(int(published["build_id"]) + 1).zfill(6))
+    assert read_current(Warehouse(wh))["build_id"] in (
+        published["build_id"],
+        str(int(published["build_id"]) + 1).zfill(6),
+    )
     # the DuckDB file opens and every view still reads its (complete) Parquet
     con = duckdb.connect(str(Warehouse(wh).duckdb_path), read_only=True)
     for (name,) in tables:
@@ -156,6 +174,8 @@ def test_build_records_attrition_and_parameters(tmp_path: Path, batches: list[Pa
     ec = steps["events_current"]
     assert ec["inputs"]["log_events"]["rows"] >= ec["rows"]
     assert any("retraction" in a["reason"] for a in ec["attrition"])
-    changed = dataclasses.replace(cfg, params=dataclasses.replace(cfg.params, persistence_window_days=60))
+    changed = dataclasses.replace(
+        cfg, params=dataclasses.replace(cfg.params, persistence_window_days=60)
+    )
     res2 = build(changed, as_of=AS_OF)
     assert res2.mode == "full" and "params" in res2.reason

@@ -11,8 +11,13 @@ from tests.conftest import REPO, dispensing, write_csv
 
 
 def txh(*args: str, wh: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "--warehouse", str(wh), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "--warehouse", str(wh), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_help_lists_the_commands(tmp_path: Path) -> None:
@@ -29,8 +34,9 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
 
 
 def test_ingest_exit_codes_json_summary_and_logs(tmp_path: Path) -> None:
-    good = write_csv(tmp_path / "good.csv", [dispensing(i, recorded_at="2024-12-01")
-                                             for i in range(1, 21)])
+    good = write_csv(
+        tmp_path / "good.csv", [dispensing(i, recorded_at="2024-12-01") for i in range(1, 21)]
+    )
     r = txh("ingest", "--json", str(good), wh=tmp_path / "wh")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)

@@ -27,13 +27,16 @@ def test_yaml_overrides_and_env_warehouse(tmp_path: Path, monkeypatch: pytest.Mo
     assert load_config(p, warehouse="/x").warehouse == "/x"  # CLI option beats the environment
 
 
-@pytest.mark.parametrize("text,msg", [
-    ("engine: {memroy_limit: 1GB}\n", "unknown setting"),
-    ("params: {persistence_window_days: thirty}\n", "expected an integer"),
-    ("quality: {on_gate_failure: ignore}\n", "not one of"),
-    ("quality: [1, 2]\n", "expected a mapping"),
-    ("a: [\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("engine: {memroy_limit: 1GB}\n", "unknown setting"),
+        ("params: {persistence_window_days: thirty}\n", "expected an integer"),
+        ("quality: {on_gate_failure: ignore}\n", "not one of"),
+        ("quality: [1, 2]\n", "expected a mapping"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
 def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, msg: str) -> None:
     p = tmp_path / "c.yaml"
     p.write_text(text)
@@ -44,6 +47,10 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str, msg: str)
 def test_cli_exits_2_on_bad_configuration(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("engine: {nope: 1}\n")
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "-c", str(p), "config"], cwd=REPO,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "-c", str(p), "config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "unknown setting" in r.stderr

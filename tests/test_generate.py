@@ -18,8 +18,11 @@ from tests.conftest import make_cfg
 
 
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -76,8 +79,11 @@ def test_files_follow_the_contract_and_slices(cohort: Path) -> None:
         rows = _read(cohort / r["file"])
         assert list(rows[0].keys()) == expected_header
         # clean rows lie in the delivery's slice of recorded time, except re-sent duplicates
-        dup_ids = {n["event_id"] for n in _read(cohort / "truth" / "noise.csv")
-                   if n["kind"] == "duplicate" and n["file"] == Path(r["file"]).name}
+        dup_ids = {
+            n["event_id"]
+            for n in _read(cohort / "truth" / "noise.csv")
+            if n["kind"] == "duplicate" and n["file"] == Path(r["file"]).name
+        }
         for row in rows:
             if row["event_id"] in dup_ids:
                 continue
@@ -104,18 +110,24 @@ def test_noise_truth_matches_the_ingest(cohort: Path, tmp_path: Path) -> None:
     files = [cohort / r["file"] for r in _read(cohort / "truth" / "deliveries.csv")]
     res = ingest(files, cfg)
     noise = _read(cohort / "truth" / "noise.csv")
-    bad = {n["event_id"]: n["expected_reason"] for n in noise if n["expected_outcome"] == "quarantined"}
+    bad = {
+        n["event_id"]: n["expected_reason"] for n in noise if n["expected_outcome"] == "quarantined"
+    }
     n_dup = sum(1 for n in noise if n["expected_outcome"] == "duplicate")
     assert res.gate_passed and res.reconciled
     assert res.quarantined == len(bad) > 0
     assert res.duplicates == n_dup > 0
     assert res.rows_read == sum(len(_read(f)) for f in files)
-    q = duckdb.sql(f"SELECT event_id, reasons FROM read_parquet('{tmp_path}/wh/quarantine/*.parquet')"
-                   ).fetchall()
+    q = duckdb.sql(
+        f"SELECT event_id, reasons FROM read_parquet('{tmp_path}/wh/quarantine/*.parquet')"
+    ).fetchall()
     assert {e for e, _ in q} == set(bad)
     assert all(bad[e] in reasons for e, reasons in q)
     # every correction targets an event that was delivered (and accepted)
-    ids = set(duckdb.sql(f"SELECT event_id FROM read_parquet('{tmp_path}/wh/log/events/*/*.parquet')"
-                         ).fetchnumpy()["event_id"].tolist())
+    ids = set(
+        duckdb.sql(f"SELECT event_id FROM read_parquet('{tmp_path}/wh/log/events/*/*.parquet')")
+        .fetchnumpy()["event_id"]
+        .tolist()
+    )
     targets = [n["target_event_id"] for n in noise if n["kind"] in ("amended", "retracted")]
     assert targets and all(t in ids for t in targets)

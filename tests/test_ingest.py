@@ -33,17 +33,34 @@ def quarantine_rows(wh: Path) -> list[tuple]:
     if not files:
         return []
     lst = "[" + ", ".join(f"'{f}'" for f in files) + "]"
-    return duckdb.sql(f"SELECT source_file, source_row, reasons, conflict_with, original "
-                      f"FROM read_parquet({lst}) ORDER BY batch_id, source_row").fetchall()
+    return duckdb.sql(
+        f"SELECT source_file, source_row, reasons, conflict_with, original "
+        f"FROM read_parquet({lst}) ORDER BY batch_id, source_row"
+    ).fetchall()
 
 
 FULL_ROW = {
-    "event_id": "x1", "patient_id": " P-001 ", "event_type": "Dispensed",
-    "occurred_at": "2024-01-05T23:30:00-02:00", "recorded_at": "2024-01-06", "source": "pharm",
-    "drug": " LeveTIRAcetam ", "drug_code": "n03ax14", "drug_system": "ATC", "drug_class": "ASM",
-    "condition": "Epilepsy", "dose": "1000.5", "dose_unit": "MG", "days_supply": "30.0",
-    "quantity": "60", "route": "Oral", "regimen": "Mono", "cycle": "", "reason": "",
-    "site": "north", "Batch Note": "late",
+    "event_id": "x1",
+    "patient_id": " P-001 ",
+    "event_type": "Dispensed",
+    "occurred_at": "2024-01-05T23:30:00-02:00",
+    "recorded_at": "2024-01-06",
+    "source": "pharm",
+    "drug": " LeveTIRAcetam ",
+    "drug_code": "n03ax14",
+    "drug_system": "ATC",
+    "drug_class": "ASM",
+    "condition": "Epilepsy",
+    "dose": "1000.5",
+    "dose_unit": "MG",
+    "days_supply": "30.0",
+    "quantity": "60",
+    "route": "Oral",
+    "regimen": "Mono",
+    "cycle": "",
+    "reason": "",
+    "site": "north",
+    "Batch Note": "late",
 }
 
 
@@ -62,6 +79,7 @@ def test_contract_round_trip(fmt: str, tmp_path: Path) -> None:
     assert (res.accepted, res.quarantined) == (1, 0), res.files[0].to_dict()
     files = sorted((tmp_path / "wh").glob("log/events/*/*.parquet"))
     table = pq.read_table(files[0])
+
     def names_types(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
         return [(f.name, f.type) for f in schema]
 
@@ -82,8 +100,10 @@ def test_missing_recorded_at_and_event_id_are_derived(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path / "wh")
     rows = [{"patient_id": "P1", "event_type": "died", "occurred_at": "2024-02-01"}]
     p1 = write_csv(tmp_path / "a.csv", rows)
-    p2 = write_csv(tmp_path / "b.csv", rows + [{"patient_id": "P1", "event_type": "died",
-                                                 "occurred_at": "2024-02-02"}])
+    p2 = write_csv(
+        tmp_path / "b.csv",
+        rows + [{"patient_id": "P1", "event_type": "died", "occurred_at": "2024-02-02"}],
+    )
     ingest([p1], cfg, ingest_time=FIXED_TIME)
     ingest([p2], cfg, ingest_time=FIXED_TIME)
     got = log_rows(tmp_path / "wh", "event_id, event_id_derived, recorded_at, recorded_at_imputed")
@@ -107,8 +127,10 @@ def test_malformed_csv_lines_are_quarantined_with_line_numbers(tmp_path: Path) -
     f = res.files[0]
     assert (f.rows_read, f.accepted, f.quarantined, f.malformed) == (10, 8, 2, 1)
     q = quarantine_rows(tmp_path / "wh")
-    assert [(r[1], r[2]) for r in q] == [(5, ["malformed_row"]),
-                                         (9, ["missing_occurred_at", "unparseable_occurred_at"])]
+    assert [(r[1], r[2]) for r in q] == [
+        (5, ["malformed_row"]),
+        (9, ["missing_occurred_at", "unparseable_occurred_at"]),
+    ]
     assert "EXTRA" in q[0][4]
     # rows after the malformed line keep their true line numbers
     got = {e: r for e, r in log_rows(tmp_path / "wh", "event_id, source_row")}
@@ -125,14 +147,18 @@ def test_jsonl_invalid_lines_quarantined_blank_lines_kept_for_numbering(tmp_path
     assert [r[0] for r in log_rows(tmp_path / "wh", "source_row")] == [1, 4]
 
 
-@pytest.mark.parametrize("content,code", [
-    ("", "empty_file"),
-    ("event_id,patient_id,event_type,occurred_at\n", "empty_file"),
-    ("event_id,patient_id,occurred_at\ne1,P1,2024-01-01\n", "missing_required_column"),
-    ("a,a,b\n1,2,3\n", "bad_header"),
-])
-def test_file_level_failures_reject_the_file_with_a_message(tmp_path: Path, content: str,
-                                                            code: str) -> None:
+@pytest.mark.parametrize(
+    "content,code",
+    [
+        ("", "empty_file"),
+        ("event_id,patient_id,event_type,occurred_at\n", "empty_file"),
+        ("event_id,patient_id,occurred_at\ne1,P1,2024-01-01\n", "missing_required_column"),
+        ("a,a,b\n1,2,3\n", "bad_header"),
+    ],
+)
+def test_file_level_failures_reject_the_file_with_a_message(
+    tmp_path: Path, content: str, code: str
+) -> None:
     cfg = make_cfg(tmp_path / "wh")
     p = tmp_path / "bad.csv"
     p.write_text(content)
@@ -156,10 +182,21 @@ def test_undecodable_file_is_rejected_not_crashed(tmp_path: Path) -> None:
 def test_conflicting_event_id_is_quarantined_with_both_versions(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path / "wh")
     a = write_csv(tmp_path / "a.csv", [dispensing(1), dispensing(2)])
-    b = write_csv(tmp_path / "b.csv", [dispensing(1), dispensing(2, days_supply=90),
-                                       dispensing(3), dispensing(3, days_supply=60)])
+    b = write_csv(
+        tmp_path / "b.csv",
+        [
+            dispensing(1),
+            dispensing(2, days_supply=90),
+            dispensing(3),
+            dispensing(3, days_supply=60),
+        ],
+    )
     ingest([a], cfg, ingest_time=FIXED_TIME)
-    res = ingest([b], cfg, ingest_time=FIXED_TIME, )
+    res = ingest(
+        [b],
+        cfg,
+        ingest_time=FIXED_TIME,
+    )
     f = res.files[0]
     assert (f.rows_read, f.accepted, f.duplicates, f.quarantined, f.conflicts) == (4, 1, 1, 2, 2)
     q = quarantine_rows(tmp_path / "wh")
@@ -210,22 +247,38 @@ def test_manifest_reconciles_and_records_parameters(tmp_path: Path) -> None:
 
 
 event_rows = st.lists(
-    st.tuples(st.integers(1, 15), st.sampled_from(["P1", "P2", "P3"]), st.integers(1, 28),
-              st.sampled_from([30, 60, 90]), st.booleans()),
-    min_size=1, max_size=25)
+    st.tuples(
+        st.integers(1, 15),
+        st.sampled_from(["P1", "P2", "P3"]),
+        st.integers(1, 28),
+        st.sampled_from([30, 60, 90]),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=25,
+)
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=event_rows, seed=st.integers(0, 10_000), n_files=st.integers(1, 4))
-def test_reingest_is_idempotent_and_order_independent(tmp_path_factory: pytest.TempPathFactory,
-                                                      rows: list, seed: int, n_files: int) -> None:
+def test_reingest_is_idempotent_and_order_independent(
+    tmp_path_factory: pytest.TempPathFactory, rows: list, seed: int, n_files: int
+) -> None:
     """Property: however rows are split into files and files re-sent, the log holds each
     distinct event once, every batch reconciles, and re-sending everything changes nothing."""
     tmp = tmp_path_factory.mktemp("prop")
-    events = [dispensing(i, patient=p, occurred_at=f"2024-02-{d:02d}", days_supply=s,
-                         event_id=(f"d{i}" if with_id else None))
-              for i, p, d, s, with_id in rows]
+    events = [
+        dispensing(
+            i,
+            patient=p,
+            occurred_at=f"2024-02-{d:02d}",
+            days_supply=s,
+            event_id=(f"d{i}" if with_id else None),
+        )
+        for i, p, d, s, with_id in rows
+    ]
     rng = random.Random(seed)
     files = []
     for k in range(n_files):
@@ -240,13 +293,18 @@ def test_reingest_is_idempotent_and_order_independent(tmp_path_factory: pytest.T
     before = log_rows(tmp / "wh", "source, event_id, drug, days_supply, occurred_at, patient_id")
     for f in files:  # re-send everything: a no-op
         assert ingest([f], cfg, ingest_time=FIXED_TIME).noop
-    assert log_rows(tmp / "wh", "source, event_id, drug, days_supply, occurred_at, patient_id") == before
+    assert (
+        log_rows(tmp / "wh", "source, event_id, drug, days_supply, occurred_at, patient_id")
+        == before
+    )
     keys = [(r[0], r[1]) for r in before]
     assert len(keys) == len(set(keys))  # no event stored twice
     # every distinct (id, content) that reached a file is either stored or quarantined as conflict
     total = sum(m["totals"]["rows_read"] for m in Warehouse(tmp / "wh").committed_manifests())
-    parts = sum(m["totals"]["accepted"] + m["totals"]["quarantined"] + m["totals"]["duplicates"]
-                for m in Warehouse(tmp / "wh").committed_manifests())
+    parts = sum(
+        m["totals"]["accepted"] + m["totals"]["quarantined"] + m["totals"]["duplicates"]
+        for m in Warehouse(tmp / "wh").committed_manifests()
+    )
     assert total == parts
 
 
@@ -254,9 +312,16 @@ def test_stopped_before_first_event_uses_the_log(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path / "wh", quality={"mostly": 0.0})
     first = write_csv(tmp_path / "a.csv", [dispensing(1, occurred_at="2024-03-01")])
     ingest([first], cfg, ingest_time=FIXED_TIME)
-    stop = {"event_id": "s1", "patient_id": "P1", "event_type": "stopped",
-            "occurred_at": "2024-02-01", "recorded_at": "2024-03-05", "source": "pharmacy",
-            "drug": "levetiracetam", "reason": "adverse_event"}
+    stop = {
+        "event_id": "s1",
+        "patient_id": "P1",
+        "event_type": "stopped",
+        "occurred_at": "2024-02-01",
+        "recorded_at": "2024-03-05",
+        "source": "pharmacy",
+        "drug": "levetiracetam",
+        "reason": "adverse_event",
+    }
     b = write_csv(tmp_path / "b.csv", [stop])
     res = ingest([b], cfg, ingest_time=FIXED_TIME)
     assert res.files[0].reasons == {"stopped_before_first_event": 1}

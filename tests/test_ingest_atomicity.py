@@ -31,8 +31,13 @@ def _env(wh: Path, **extra: str) -> dict[str, str]:
 
 
 def _txh(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def check_log_intact(wh: Path) -> int:
@@ -56,16 +61,23 @@ def check_log_intact(wh: Path) -> int:
 @pytest.fixture(scope="module")
 def big_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("atom")
-    rows = [dispensing(i, patient=f"P{i % 997}", occurred_at=f"2024-0{1 + i % 9}-{1 + i % 28:02d}",
-                      recorded_at="2024-12-31")
-            for i in range(60_000)]
+    rows = [
+        dispensing(
+            i,
+            patient=f"P{i % 997}",
+            occurred_at=f"2024-0{1 + i % 9}-{1 + i % 28:02d}",
+            recorded_at="2024-12-31",
+        )
+        for i in range(60_000)
+    ]
     rows[5]["days_supply"] = -1  # one quarantined row, so the quarantine file is part of it
     return write_csv(tmp / "big.csv", rows)
 
 
 @pytest.mark.parametrize("point", ["ingest.before_events_rename", "ingest.before_manifest"])
-def test_crash_between_writes_leaves_no_batch_and_retry_succeeds(tmp_path: Path, big_input: Path,
-                                                                 point: str) -> None:
+def test_crash_between_writes_leaves_no_batch_and_retry_succeeds(
+    tmp_path: Path, big_input: Path, point: str
+) -> None:
     wh = tmp_path / "wh"
     p = _txh(["ingest", str(big_input)], _env(wh, TXH_FAULT_AT=point))
     assert p.wait(timeout=120) == 99

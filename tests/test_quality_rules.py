@@ -60,8 +60,12 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, list[st
     cfg = make_cfg(tmp / "wh", gx=True, quality={"mostly": 0.0, "gx_validation": True})
     res = ingest([path], cfg, ingest_time=FIXED_TIME)
     assert res.reconciled
-    q = duckdb.sql(f"SELECT event_id, reasons FROM read_parquet('{tmp}/wh/quarantine/*.parquet')").fetchall()
-    acc = duckdb.sql(f"SELECT event_id FROM read_parquet('{tmp}/wh/log/events/*/*.parquet')").fetchall()
+    q = duckdb.sql(
+        f"SELECT event_id, reasons FROM read_parquet('{tmp}/wh/quarantine/*.parquet')"
+    ).fetchall()
+    acc = duckdb.sql(
+        f"SELECT event_id FROM read_parquet('{tmp}/wh/log/events/*/*.parquet')"
+    ).fetchall()
     return {e: r for e, r in q}, {e for (e,) in acc}
 
 
@@ -72,4 +76,6 @@ def test_rule_fails_and_passes(key: str, outcome: tuple[dict[str, list[str]], se
     fail_id, pass_id, reason = ids[key]
     assert fail_id in quarantined, f"{fail_id} should be quarantined"
     assert reason in quarantined[fail_id], f"{fail_id}: reasons {quarantined[fail_id]}"
-    assert pass_id in accepted, f"{pass_id} should be accepted (reasons: {quarantined.get(pass_id)})"
+    assert pass_id in accepted, (
+        f"{pass_id} should be accepted (reasons: {quarantined.get(pass_id)})"
+    )

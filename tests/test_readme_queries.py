@@ -26,8 +26,11 @@ def _queries() -> list[str]:
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wh = tmp_path_factory.mktemp("readme") / "wh"
     cfg = make_cfg(wh)
-    res = run(cfg, inputs=[str(REPO / "data" / "sample" / "deliveries")],
-              as_of=datetime(2025, 1, 31, 23, 59, 59))
+    res = run(
+        cfg,
+        inputs=[str(REPO / "data" / "sample" / "deliveries")],
+        as_of=datetime(2025, 1, 31, 23, 59, 59),
+    )
     assert res.exit_code == 0
     return wh / "warehouse.duckdb"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
@@ -32,16 +31,29 @@ def agreement(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_every_condition_and_archetype_is_covered(agreement) -> None:
-    assert set(agreement.confusion) == {"epilepsy", "depression", "hypertension", "lbcl",
-                                         "multiple_myeloma", "sle"}
+    assert set(agreement.confusion) == {
+        "epilepsy",
+        "depression",
+        "hypertension",
+        "lbcl",
+        "multiple_myeloma",
+        "sle",
+    }
     statuses = {s for m in agreement.confusion.values() for s in m}
-    assert statuses == {"refractory", "pseudo_refractory", "at_risk", "partial_responder",
-                        "responder", "undetermined"}
+    assert statuses == {
+        "refractory",
+        "pseudo_refractory",
+        "at_risk",
+        "partial_responder",
+        "responder",
+        "undetermined",
+    }
 
 
 def test_status_agrees_with_hidden_truth(agreement) -> None:
-    assert agreement.patient_rate == 1.0, markdown(agreement) + "\n" + "\n".join(
-        map(str, agreement.disagreements[:20]))
+    assert agreement.patient_rate == 1.0, (
+        markdown(agreement) + "\n" + "\n".join(map(str, agreement.disagreements[:20]))
+    )
     assert agreement.misdiagnosis_agree == agreement.patients
 
 

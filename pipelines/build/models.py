@@ -85,14 +85,20 @@ def _load_model(sql_path: Path) -> Model:
     if side["per_patient"] and "patient_id" not in columns:
         raise ModelError(f"{side_path}: per-patient tables must carry patient_id")
     return Model(
-        name=name, layer=layer, sql_path=sql_path,
+        name=name,
+        layer=layer,
+        sql_path=sql_path,
         description=" ".join(str(side.get("description", "")).split()),
-        grain=str(side["grain"]), keys=keys,
+        grain=str(side["grain"]),
+        keys=keys,
         order_by=tuple(side.get("order_by") or keys),
         depends_on=tuple(side["depends_on"] or ()),
-        per_patient=bool(side["per_patient"]), columns=columns,
+        per_patient=bool(side["per_patient"]),
+        columns=columns,
         attrition=tuple(side.get("attrition") or ()),
-        identifiers=tuple(side.get("identifiers", ["patient_id"] if "patient_id" in columns else [])),
+        identifiers=tuple(
+            side.get("identifiers", ["patient_id"] if "patient_id" in columns else [])
+        ),
         previous_snapshot_of=side.get("previous_snapshot_of"),
         sidecar=side,
     )

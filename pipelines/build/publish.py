@@ -45,15 +45,22 @@ def _comment(s: str) -> str:
     return _q(" ".join(s.split()))
 
 
-def write_duckdb(path: Path, wh: Warehouse, build_dir: Path, models: list[Model],
-                 extra: dict[str, Any] | None = None) -> None:
+def write_duckdb(
+    path: Path,
+    wh: Warehouse,
+    build_dir: Path,
+    models: list[Model],
+    extra: dict[str, Any] | None = None,
+) -> None:
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
     try:
         for m in models:
             pq = build_dir / f"{m.name}.parquet"
             con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet({_q(str(pq))})")
-            con.execute(f"COMMENT ON VIEW {m.name} IS {_comment(f'{m.description} Grain: {m.grain}.')}")
+            con.execute(
+                f"COMMENT ON VIEW {m.name} IS {_comment(f'{m.description} Grain: {m.grain}.')}"
+            )
             actual = {r[0] for r in con.execute(f"DESCRIBE {m.name}").fetchall()}
             for col, doc in m.columns.items():
                 if col in actual and doc:
@@ -62,9 +69,11 @@ def write_duckdb(path: Path, wh: Warehouse, build_dir: Path, models: list[Model]
         if events:
             files = "[" + ", ".join(_q(str(f)) for f in events) + "]"
             con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({files})")
-            con.execute("COMMENT ON VIEW events IS 'The append-only event log: every accepted "
-                        "event of every committed batch (corrections included, not applied; see "
-                        "events_current).'")
+            con.execute(
+                "COMMENT ON VIEW events IS 'The append-only event log: every accepted "
+                "event of every committed batch (corrections included, not applied; see "
+                "events_current).'"
+            )
             from schemas.contract import load_contract
 
             for c in load_contract().storage_columns():
@@ -74,15 +83,21 @@ def write_duckdb(path: Path, wh: Warehouse, build_dir: Path, models: list[Model]
             files = sorted(wh.root.glob(pattern))
             if files:
                 lst = "[" + ", ".join(_q(str(f)) for f in files) + "]"
-                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({lst}, union_by_name=true)")
+                con.execute(
+                    f"CREATE VIEW {name} AS SELECT * FROM read_parquet({lst}, union_by_name=true)"
+                )
                 con.execute(f"COMMENT ON VIEW {name} IS {_comment(doc)}")
         runs = sorted(wh.runs_dir.glob("*.json"))
         if runs:
             # read at query time: runs recorded after this publish appear too
-            con.execute(f"CREATE VIEW runs AS SELECT * FROM read_json({_q(str(wh.runs_dir / '*.json'))}, "
-                        "union_by_name=true, maximum_depth=2)")
-            con.execute("COMMENT ON VIEW runs IS 'One row per txh run: id, start/finish, as-of, "
-                        "inputs with hashes, counts per step, parameters, status, exit code.'")
+            con.execute(
+                f"CREATE VIEW runs AS SELECT * FROM read_json({_q(str(wh.runs_dir / '*.json'))}, "
+                "union_by_name=true, maximum_depth=2)"
+            )
+            con.execute(
+                "COMMENT ON VIEW runs IS 'One row per txh run: id, start/finish, as-of, "
+                "inputs with hashes, counts per step, parameters, status, exit code.'"
+            )
         for hook in PUBLISH_HOOKS:
             hook(con, wh, build_dir, extra or {})
         con.execute("CHECKPOINT")
@@ -93,8 +108,13 @@ def write_duckdb(path: Path, wh: Warehouse, build_dir: Path, models: list[Model]
 PUBLISH_HOOKS: list[Any] = []  # callables(con, wh, build_dir, extra) adding views (runs, ...)
 
 
-def publish_build(wh: Warehouse, cfg: Config, build_id: str, models: list[Model],
-                  extra: dict[str, Any] | None = None) -> Path:
+def publish_build(
+    wh: Warehouse,
+    cfg: Config,
+    build_id: str,
+    models: list[Model],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     build_dir = wh.builds_dir / build_id
     tmp = wh.root / f".tmp-warehouse-{build_id}.duckdb"
     write_duckdb(tmp, wh, build_dir, models, extra)

@@ -51,29 +51,40 @@ def load_drugs(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[Path]:
     for ingredient, spec in sorted(drugs.items()):
         ing = str(ingredient).strip().lower()
         spec = spec or {}
-        rows.append({
-            "ingredient": ing, "atc": spec.get("atc"), "rxnorm": _str(spec.get("rxnorm")),
-            "route": spec.get("route"), "supply": spec.get("supply", "continuous"),
-            "cycle_days": spec.get("cycle_days"),
-            "max_daily_dose_mg": spec.get("max_daily_dose_mg"),
-        })
+        rows.append(
+            {
+                "ingredient": ing,
+                "atc": spec.get("atc"),
+                "rxnorm": _str(spec.get("rxnorm")),
+                "route": spec.get("route"),
+                "supply": spec.get("supply", "continuous"),
+                "cycle_days": spec.get("cycle_days"),
+                "max_daily_dose_mg": spec.get("max_daily_dose_mg"),
+            }
+        )
         for c in spec.get("classes") or []:
             classes.append({"ingredient": ing, "drug_class": str(c).lower()})
         for cond, ind in sorted((spec.get("indications") or {}).items()):
             ind = ind or {}
-            indications.append({
-                "ingredient": ing, "condition": str(cond).lower(),
-                "min_effective_daily_dose_mg": ind.get("min_effective_daily_dose_mg"),
-                "not_for_subtypes": [str(s).lower() for s in ind.get("not_for_subtypes") or []],
-            })
+            indications.append(
+                {
+                    "ingredient": ing,
+                    "condition": str(cond).lower(),
+                    "min_effective_daily_dose_mg": ind.get("min_effective_daily_dose_mg"),
+                    "not_for_subtypes": [str(s).lower() for s in ind.get("not_for_subtypes") or []],
+                }
+            )
     con.execute("""CREATE OR REPLACE TABLE ref_drugs (ingredient VARCHAR PRIMARY KEY, atc VARCHAR,
                    rxnorm VARCHAR, route VARCHAR, supply VARCHAR, cycle_days INTEGER,
                    max_daily_dose_mg DOUBLE)""")
     con.execute("CREATE OR REPLACE TABLE ref_drug_classes (ingredient VARCHAR, drug_class VARCHAR)")
     con.execute("""CREATE OR REPLACE TABLE ref_drug_indications (ingredient VARCHAR, condition VARCHAR,
                    min_effective_daily_dose_mg DOUBLE, not_for_subtypes VARCHAR[])""")
-    for table, data in (("ref_drugs", rows), ("ref_drug_classes", classes),
-                        ("ref_drug_indications", indications)):
+    for table, data in (
+        ("ref_drugs", rows),
+        ("ref_drug_classes", classes),
+        ("ref_drug_indications", indications),
+    ):
         if data:
             df = pd.DataFrame(data)  # noqa: F841 - read by DuckDB's replacement scan
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM df")

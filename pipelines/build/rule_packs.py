@@ -31,38 +31,84 @@ OUTCOMES = ("response", "partial_response", "non_response", "undetermined")
 
 # name: (type, default, bounds/choices, documentation)
 STANDARD_PARAMETERS: dict[str, tuple[str, Any, Any, str]] = {
-    "required_failures": ("integer", 2, (1, 20),
-                          "Informative failed trials (non_response, or partial_response when it "
-                          "counts) needed for the condition to be refractory."),
-    "adherence_threshold": ("number", 0.80, (0.0, 1.0),
-                            "A trial with PDC in its assessment window below this is non_adherent."),
-    "min_adequate_days": ("integer", 28, (0, 3650),
-                          "Minimum days at adequate dose for an adequate trial (shorter = inadequate)."),
-    "intolerance_window_days": ("integer", 28, (0, 3650),
-                                "A stop for an adverse event before adequate_dose_date (or start) "
-                                "+ this many days is intolerance, not failure."),
-    "min_cycles_first_line": ("integer", None, (0, 100),
-                              "Oncology: cycles of first-line therapy before SD/PD can count."),
-    "min_cycles_later_line": ("integer", None, (0, 100),
-                              "Oncology: cycles of a later line before SD/PD can count."),
-    "pd_overrides_min_exposure": ("boolean", False, None,
-                                  "Progression as best response counts whatever the exposure "
-                                  "(ZUMA-1 convention)."),
-    "progression_window_days": ("integer", None, (0, 3650),
-                                "Progression within this many days after the last dose counts as "
-                                "non-response (IMWG 60 d); later progression after a response is "
-                                "relapse_after_response."),
-    "partial_counts_as_failure": ("boolean", False, None,
-                                  "Whether a partial_response trial counts toward refractoriness."),
-    "response_resets_refractory": ("boolean", True, None,
-                                   "A later trial meeting the response definition makes the "
-                                   "patient a responder again (ILAE: drug-responsive)."),
-    "status_rule": ("string", "count_failures", ("count_failures", "current_regimen"),
-                    "count_failures: refractory after `required_failures` informative failures; "
-                    "current_regimen: judged on the current regimen (resistant hypertension)."),
-    "strict_indication": ("boolean", False, None,
-                          "A trial drug without this condition among its indications makes the "
-                          "trial inappropriate."),
+    "required_failures": (
+        "integer",
+        2,
+        (1, 20),
+        "Informative failed trials (non_response, or partial_response when it "
+        "counts) needed for the condition to be refractory.",
+    ),
+    "adherence_threshold": (
+        "number",
+        0.80,
+        (0.0, 1.0),
+        "A trial with PDC in its assessment window below this is non_adherent.",
+    ),
+    "min_adequate_days": (
+        "integer",
+        28,
+        (0, 3650),
+        "Minimum days at adequate dose for an adequate trial (shorter = inadequate).",
+    ),
+    "intolerance_window_days": (
+        "integer",
+        28,
+        (0, 3650),
+        "A stop for an adverse event before adequate_dose_date (or start) "
+        "+ this many days is intolerance, not failure.",
+    ),
+    "min_cycles_first_line": (
+        "integer",
+        None,
+        (0, 100),
+        "Oncology: cycles of first-line therapy before SD/PD can count.",
+    ),
+    "min_cycles_later_line": (
+        "integer",
+        None,
+        (0, 100),
+        "Oncology: cycles of a later line before SD/PD can count.",
+    ),
+    "pd_overrides_min_exposure": (
+        "boolean",
+        False,
+        None,
+        "Progression as best response counts whatever the exposure (ZUMA-1 convention).",
+    ),
+    "progression_window_days": (
+        "integer",
+        None,
+        (0, 3650),
+        "Progression within this many days after the last dose counts as "
+        "non-response (IMWG 60 d); later progression after a response is "
+        "relapse_after_response.",
+    ),
+    "partial_counts_as_failure": (
+        "boolean",
+        False,
+        None,
+        "Whether a partial_response trial counts toward refractoriness.",
+    ),
+    "response_resets_refractory": (
+        "boolean",
+        True,
+        None,
+        "A later trial meeting the response definition makes the "
+        "patient a responder again (ILAE: drug-responsive).",
+    ),
+    "status_rule": (
+        "string",
+        "count_failures",
+        ("count_failures", "current_regimen"),
+        "count_failures: refractory after `required_failures` informative failures; "
+        "current_regimen: judged on the current regimen (resistant hypertension).",
+    ),
+    "strict_indication": (
+        "boolean",
+        False,
+        None,
+        "A trial drug without this condition among its indications makes the trial inappropriate.",
+    ),
 }
 
 # Evidence a predicate may use (columns of trial evidence in trial_outcomes.sql), with types.
@@ -170,28 +216,39 @@ def load_pack(path: Path) -> RulePack:
     eff_src = raw["efficacy"] or {}
     unknown = set(eff_src) - set(OUTCOMES)
     if unknown:
-        raise RulePackError(f"{path.name}: unknown efficacy outcome(s) {sorted(unknown)}; "
-                            f"use {', '.join(OUTCOMES)}")
+        raise RulePackError(
+            f"{path.name}: unknown efficacy outcome(s) {sorted(unknown)}; use {', '.join(OUTCOMES)}"
+        )
     efficacy = {}
     for outcome, pred in eff_src.items():
         text = " ".join(str(pred).split())
 
         def sub(m: re.Match[str], _o: str = outcome) -> str:
             if m.group(1) not in values:
-                raise RulePackError(f"{path.name}: efficacy.{_o} uses unknown parameter "
-                                    f"{{{m.group(1)}}}")
+                raise RulePackError(
+                    f"{path.name}: efficacy.{_o} uses unknown parameter {{{m.group(1)}}}"
+                )
             v = values[m.group(1)]
             if v is None:
-                raise RulePackError(f"{path.name}: efficacy.{_o} uses {{{m.group(1)}}}, which is unset")
+                raise RulePackError(
+                    f"{path.name}: efficacy.{_o} uses {{{m.group(1)}}}, which is unset"
+                )
             return str(v).lower() if isinstance(v, bool) else str(v)
 
         efficacy[outcome] = _PLACEHOLDER.sub(sub, text)
-    pack = RulePack(path=path, id=str(raw["id"]), version=str(raw["version"]),
-                    condition=str(raw["condition"]).lower(), title=str(raw["title"]),
-                    parameters=resolved, extra_parameters=extra, lists=lists,
-                    efficacy=efficacy, efficacy_source={k: " ".join(str(v).split())
-                                                        for k, v in eff_src.items()},
-                    sources=list(raw["sources"]))
+    pack = RulePack(
+        path=path,
+        id=str(raw["id"]),
+        version=str(raw["version"]),
+        condition=str(raw["condition"]).lower(),
+        title=str(raw["title"]),
+        parameters=resolved,
+        extra_parameters=extra,
+        lists=lists,
+        efficacy=efficacy,
+        efficacy_source={k: " ".join(str(v).split()) for k, v in eff_src.items()},
+        sources=list(raw["sources"]),
+    )
     _bind_check(pack)
     return pack
 
@@ -205,8 +262,10 @@ def _bind_check(pack: RulePack) -> None:
             con.execute(f"SELECT CAST(({pred}) AS BOOLEAN) FROM (SELECT {cols})").fetchall()
         except duckdb.Error as e:
             msg = str(e).splitlines()[0]
-            raise RulePackError(f"{pack.path.name}: efficacy.{outcome} `{pred}` is not a valid "
-                                f"predicate over the evidence columns ({msg})") from e
+            raise RulePackError(
+                f"{pack.path.name}: efficacy.{outcome} `{pred}` is not a valid "
+                f"predicate over the evidence columns ({msg})"
+            ) from e
     con.close()
 
 
@@ -228,8 +287,10 @@ def load_packs(cfg: Config) -> list[RulePack]:
             if pack.condition == "generic":
                 continue  # the template users copy; it judges no condition
             if pack.condition in packs and packs[pack.condition].path.parent == path.parent:
-                raise RulePackError(f"two rule packs for condition {pack.condition}: "
-                                    f"{packs[pack.condition].path.name}, {path.name}")
+                raise RulePackError(
+                    f"two rule packs for condition {pack.condition}: "
+                    f"{packs[pack.condition].path.name}, {path.name}"
+                )
             packs[pack.condition] = pack  # a user directory overrides a shipped pack
     return [packs[c] for c in sorted(packs)]
 
@@ -245,7 +306,9 @@ def efficacy_macro(packs: list[RulePack]) -> str:
         inner = " ".join(
             f"WHEN ({p.efficacy[o]}) THEN {{'outcome': '{o}', "
             f"'rule': {_sql_str(f'{p.id} {p.version} efficacy.{o}: {p.efficacy_source[o]}')}}}"
-            for o in OUTCOMES if o in p.efficacy)
+            for o in OUTCOMES
+            if o in p.efficacy
+        )
         none = f"{{'outcome': 'undetermined', 'rule': {_sql_str(f'{p.id} {p.version}: no efficacy rule matched')}}}"
         arms.append(f"WHEN condition = {_sql_str(p.condition)} THEN CASE {inner} ELSE {none} END")
     body = "CASE " + " ".join(arms) + " END" if arms else "NULL"
@@ -258,27 +321,54 @@ def load_rule_packs(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[Path]:
     packs = load_packs(cfg)
     rows = []
     for p in packs:
-        rows.append({"condition": p.condition, "pack_id": p.id, "pack_version": p.version,
-                     "title": p.title, **p.parameters})
+        rows.append(
+            {
+                "condition": p.condition,
+                "pack_id": p.id,
+                "pack_version": p.version,
+                "title": p.title,
+                **p.parameters,
+            }
+        )
     cols = ", ".join(
         f"{n} {dict(integer='INTEGER', number='DOUBLE', boolean='BOOLEAN', string='VARCHAR')[t[0]]}"
-        for n, t in STANDARD_PARAMETERS.items())
-    con.execute(f"CREATE OR REPLACE TABLE rule_packs (condition VARCHAR PRIMARY KEY, pack_id VARCHAR, "
-                f"pack_version VARCHAR, title VARCHAR, {cols})")
-    con.execute("CREATE OR REPLACE TABLE rule_pack_parameters (condition VARCHAR, name VARCHAR, "
-                "value_text VARCHAR, value_number DOUBLE)")
-    con.execute("CREATE OR REPLACE TABLE rule_pack_lists (condition VARCHAR, list_name VARCHAR, item VARCHAR)")
+        for n, t in STANDARD_PARAMETERS.items()
+    )
+    con.execute(
+        f"CREATE OR REPLACE TABLE rule_packs (condition VARCHAR PRIMARY KEY, pack_id VARCHAR, "
+        f"pack_version VARCHAR, title VARCHAR, {cols})"
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE rule_pack_parameters (condition VARCHAR, name VARCHAR, "
+        "value_text VARCHAR, value_number DOUBLE)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE rule_pack_lists (condition VARCHAR, list_name VARCHAR, item VARCHAR)"
+    )
     if rows:
         df = pd.DataFrame(rows)  # noqa: F841
         con.execute("INSERT INTO rule_packs BY NAME SELECT * FROM df")
-    extra = [{"condition": p.condition, "name": k, "value_text": str(v),
-              "value_number": float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None}
-             for p in packs for k, v in sorted(p.extra_parameters.items())]
+    extra = [
+        {
+            "condition": p.condition,
+            "name": k,
+            "value_text": str(v),
+            "value_number": float(v)
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            else None,
+        }
+        for p in packs
+        for k, v in sorted(p.extra_parameters.items())
+    ]
     if extra:
         df_e = pd.DataFrame(extra)  # noqa: F841
         con.execute("INSERT INTO rule_pack_parameters BY NAME SELECT * FROM df_e")
-    lists = [{"condition": p.condition, "list_name": k, "item": i}
-             for p in packs for k, items in sorted(p.lists.items()) for i in items]
+    lists = [
+        {"condition": p.condition, "list_name": k, "item": i}
+        for p in packs
+        for k, items in sorted(p.lists.items())
+        for i in items
+    ]
     if lists:
         df_l = pd.DataFrame(lists)  # noqa: F841
         con.execute("INSERT INTO rule_pack_lists BY NAME SELECT * FROM df_l")

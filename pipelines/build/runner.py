@@ -58,6 +58,7 @@ class StepStats:
     rows: int
     patients: int | None
     seconds: float
+    write_seconds: float = 0.0  # writing the table's Parquet (sorted, zstd)
     inputs: dict[str, dict[str, int | None]] = field(default_factory=dict)
     attrition: list[dict[str, Any]] = field(default_factory=list)
 
@@ -106,16 +107,22 @@ def log_relation(files_by_version: dict[int, list[Path]]) -> str:
             rel = "SELECT * FROM read_parquet([" + ", ".join(_q(str(f)) for f in files) + "])"
             parts.append(upcast_sql(rel, version))
     if not parts:
-        cols = ", ".join(f"CAST(NULL AS {c.duckdb_type}) AS {c.name}"
-                         for c in load_contract().storage_columns())
+        cols = ", ".join(
+            f"CAST(NULL AS {c.duckdb_type}) AS {c.name}" for c in load_contract().storage_columns()
+        )
         return f"SELECT {cols} WHERE false"
     return " UNION ALL ".join(parts)
 
 
-def create_log_view(con: duckdb.DuckDBPyConnection, files_by_version: dict[int, list[Path]],
-                    patient_filter: str | None = None) -> None:
+def create_log_view(
+    con: duckdb.DuckDBPyConnection,
+    files_by_version: dict[int, list[Path]],
+    patient_filter: str | None = None,
+) -> None:
     """``log_events``: committed events visible as of getvariable('as_of')."""
-    restrict = f" AND patient_id IN (SELECT patient_id FROM {patient_filter})" if patient_filter else ""
+    restrict = (
+        f" AND patient_id IN (SELECT patient_id FROM {patient_filter})" if patient_filter else ""
+    )
     con.execute(f"""
         CREATE OR REPLACE VIEW log_events AS
         SELECT * FROM ({log_relation(files_by_version)})
@@ -129,7 +136,8 @@ def files_by_version(wh: Warehouse, up_to_batch: int | None = None) -> dict[int,
         if up_to_batch is not None and m["batch_id"] > up_to_batch:
             continue
         out.setdefault(int(m.get("schema_version", 1)), []).extend(
-            wh.root / f for f in m.get("event_files", []))
+            wh.root / f for f in m.get("event_files", [])
+        )
     return out
 
 
@@ -142,30 +150,45 @@ def run_model(con: duckdb.DuckDBPyConnection, model: Model) -> float:
     try:
         con.execute(f"CREATE OR REPLACE TABLE {model.name} AS\n{model.sql}")
     except duckdb.Error as e:
-        raise ModelError(f"model {model.name} ({model.sql_path.name}) failed: "
-                         f"{type(e).__name__}: {e}") from e
+        raise ModelError(
+            f"model {model.name} ({model.sql_path.name}) failed: {type(e).__name__}: {e}"
+        ) from e
     return time.perf_counter() - t
 
 
-def table_stats(con: duckdb.DuckDBPyConnection, name: str, per_patient: bool) -> tuple[int, int | None]:
+def table_stats(
+    con: duckdb.DuckDBPyConnection, name: str, per_patient: bool
+) -> tuple[int, int | None]:
     if per_patient:
-        rows, pats = con.execute(f"SELECT count(*), count(DISTINCT patient_id) FROM {name}").fetchone()
+        rows, pats = con.execute(
+            f"SELECT count(*), count(DISTINCT patient_id) FROM {name}"
+        ).fetchone()
         return rows, pats
     return con.execute(f"SELECT count(*) FROM {name}").fetchone()[0], None
 
 
-def provide_previous(con: duckdb.DuckDBPyConnection, model: Model, snapshot: Path | None,
-                     patient_filter: str | None = None) -> None:
+def provide_previous(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    snapshot: Path | None,
+    patient_filter: str | None = None,
+) -> None:
     """``<x>_previous`` for a model reading the previous snapshot of ``x`` (empty if none)."""
     target = model.previous_snapshot_of
     if not target:
         return
     if snapshot is None:
-        con.execute(f"CREATE OR REPLACE VIEW {target}_previous AS SELECT * FROM {target} WHERE false")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {target}_previous AS SELECT * FROM {target} WHERE false"
+        )
         return
-    restrict = f" WHERE patient_id IN (SELECT patient_id FROM {patient_filter})" if patient_filter else ""
-    con.execute(f"CREATE OR REPLACE VIEW {target}_previous AS "
-                f"SELECT * FROM read_parquet({_q(str(snapshot))}){restrict}")
+    restrict = (
+        f" WHERE patient_id IN (SELECT patient_id FROM {patient_filter})" if patient_filter else ""
+    )
+    con.execute(
+        f"CREATE OR REPLACE VIEW {target}_previous AS "
+        f"SELECT * FROM read_parquet({_q(str(snapshot))}){restrict}"
+    )
 
 
 def previous_snapshot(wh: Warehouse, name: str, as_of: datetime) -> Path | None:
@@ -186,9 +209,14 @@ def save_snapshots(wh: Warehouse, models: list[Model], build_dir: Path, as_of: d
         os.replace(tmp, d / f"as_of_date={as_of.date().isoformat()}.parquet")
 
 
-def run_models(con: duckdb.DuckDBPyConnection, models: list[Model], progress: Progress,
-               *, with_attrition: bool = True,
-               previous: Callable[[Model], None] | None = None) -> list[StepStats]:
+def run_models(
+    con: duckdb.DuckDBPyConnection,
+    models: list[Model],
+    progress: Progress,
+    *,
+    with_attrition: bool = True,
+    previous: Callable[[Model], None] | None = None,
+) -> list[StepStats]:
     stats: list[StepStats] = []
     known: dict[str, tuple[int, int | None]] = {}
     for i, m in enumerate(models):
@@ -201,7 +229,9 @@ def run_models(con: duckdb.DuckDBPyConnection, models: list[Model], progress: Pr
         secs = run_model(con, m)
         rows, pats = table_stats(con, m.name, m.per_patient)
         known[m.name] = (rows, pats)
-        step = StepStats(name=m.name, layer=m.layer, rows=rows, patients=pats, seconds=round(secs, 3))
+        step = StepStats(
+            name=m.name, layer=m.layer, rows=rows, patients=pats, seconds=round(secs, 3)
+        )
         for d in m.depends_on:
             if d == "log_events" and "log_events" not in known:
                 known["log_events"] = table_stats(con, "log_events", True)
@@ -216,12 +246,15 @@ def run_models(con: duckdb.DuckDBPyConnection, models: list[Model], progress: Pr
     return stats
 
 
-def write_parquet(con: duckdb.DuckDBPyConnection, model: Model, path: Path,
-                  source: str | None = None) -> None:
+def write_parquet(
+    con: duckdb.DuckDBPyConnection, model: Model, path: Path, source: str | None = None
+) -> None:
     order = ", ".join(model.order_by)
     src = source or model.name
-    con.execute(f"COPY (SELECT * FROM {src} ORDER BY {order}) TO {_q(str(path))} "
-                "(FORMAT parquet, COMPRESSION zstd)")
+    con.execute(
+        f"COPY (SELECT * FROM {src} ORDER BY {order}) TO {_q(str(path))} "
+        "(FORMAT parquet, COMPRESSION zstd)"
+    )
 
 
 def _utcnow() -> datetime:
@@ -246,26 +279,47 @@ def _next_build_id(wh: Warehouse) -> str:
     return f"{n:06d}"
 
 
-def build(cfg: Config, *, as_of: datetime | None = None, full: bool = False,
-          progress: Progress | None = None, publish: bool = True,
-          until_batch: int | None = None) -> BuildResult:
+def build(
+    cfg: Config,
+    *,
+    as_of: datetime | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
+    publish: bool = True,
+    until_batch: int | None = None,
+) -> BuildResult:
     """Build as of ``as_of`` (default now). ``until_batch`` restricts the log to the batches a
     past build saw (reproducing it exactly even after backfills); such a build is always full
     and is not published unless ``publish`` says so."""
     wh = Warehouse.from_config(cfg)
     wh.ensure()
     with wh.lock(cfg.run.lock_timeout_seconds):
-        return _build_locked(wh, cfg, as_of or _utcnow(), full or until_batch is not None,
-                             progress or (lambda s, f: None), publish, until_batch)
+        return _build_locked(
+            wh,
+            cfg,
+            as_of or _utcnow(),
+            full or until_batch is not None,
+            progress or (lambda s, f: None),
+            publish,
+            until_batch,
+        )
 
 
-def _build_locked(wh: Warehouse, cfg: Config, as_of: datetime, full: bool, progress: Progress,
-                  publish: bool, until_batch: int | None = None) -> BuildResult:
+def _build_locked(
+    wh: Warehouse,
+    cfg: Config,
+    as_of: datetime,
+    full: bool,
+    progress: Progress,
+    publish: bool,
+    until_batch: int | None = None,
+) -> BuildResult:
     t0 = time.perf_counter()
     wh.sweep_uncommitted()
     models = load_models()
-    manifests = [m for m in wh.committed_manifests()
-                 if until_batch is None or m["batch_id"] <= until_batch]
+    manifests = [
+        m for m in wh.committed_manifests() if until_batch is None or m["batch_id"] <= until_batch
+    ]
     max_batch = manifests[-1]["batch_id"] if manifests else 0
     fbv = files_by_version(wh, until_batch)
     con = connect(cfg, wh=wh)
@@ -287,27 +341,46 @@ def _build_locked(wh: Warehouse, cfg: Config, as_of: datetime, full: bool, progr
             if affected_n == 0:
                 con.close()
                 log.info("build.unchanged", build_id=prev["build_id"])
-                return BuildResult(build_id=prev["build_id"], as_of=as_of, mode="unchanged",
-                                   reason="no visible event changed since the previous build",
-                                   output_dir=wh.builds_dir / prev["build_id"], steps=[],
-                                   affected_patients=0,
-                                   timings={"total": time.perf_counter() - t0})
+                return BuildResult(
+                    build_id=prev["build_id"],
+                    as_of=as_of,
+                    mode="unchanged",
+                    reason="no visible event changed since the previous build",
+                    output_dir=wh.builds_dir / prev["build_id"],
+                    steps=[],
+                    affected_patients=0,
+                    timings={"total": time.perf_counter() - t0},
+                )
         build_id = _next_build_id(wh)
         tmp_dir = wh.builds_dir / f".tmp-{build_id}"
         shutil.rmtree(tmp_dir, ignore_errors=True)
         tmp_dir.mkdir(parents=True)
-        log.info("build.start", build_id=build_id, mode=mode, as_of=as_of.isoformat(),
-                 affected_patients=affected_n)
+        log.info(
+            "build.start",
+            build_id=build_id,
+            mode=mode,
+            as_of=as_of.isoformat(),
+            affected_patients=affected_n,
+        )
         if mode == "full":
             create_log_view(con, fbv)
-            steps = run_models(con, models, progress, previous=lambda m: provide_previous(
-                con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of)))
+            steps = run_models(
+                con,
+                models,
+                progress,
+                previous=lambda m: provide_previous(
+                    con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of)
+                ),
+            )
+            by_name = {st.name: st for st in steps}
             for m in models:
+                tw = time.perf_counter()
                 write_parquet(con, m, tmp_dir / f"{m.name}.parquet")
+                by_name[m.name].write_seconds = round(time.perf_counter() - tw, 3)
         else:
             assert prev is not None
             steps = _incremental(con, wh, models, fbv, prev, tmp_dir, progress, as_of)
-        timings = {"total": time.perf_counter() - t0}
+        timings = {"models_and_write": time.perf_counter() - t0}
         manifest = {
             "build_id": build_id,
             "as_of": as_of.isoformat(sep=" "),
@@ -337,16 +410,32 @@ def _build_locked(wh: Warehouse, cfg: Config, as_of: datetime, full: bool, progr
         from pipelines.build.publish import publish_build
 
         progress("publish", 0.95)
+        tp = time.perf_counter()
         publish_build(wh, cfg, build_id, models)
-    res = BuildResult(build_id=build_id, as_of=as_of, mode=mode, reason=reason,
-                      output_dir=final_dir, steps=steps, affected_patients=affected_n,
-                      timings={"total": time.perf_counter() - t0})
+        timings["publish"] = time.perf_counter() - tp
+    timings["total"] = time.perf_counter() - t0
+    res = BuildResult(
+        build_id=build_id,
+        as_of=as_of,
+        mode=mode,
+        reason=reason,
+        output_dir=final_dir,
+        steps=steps,
+        affected_patients=affected_n,
+        timings=timings,
+    )
     log.info("build.done", build_id=build_id, mode=mode, seconds=round(res.timings["total"], 2))
     return res
 
 
-def _choose_mode(cfg: Config, prev: dict[str, Any] | None, fingerprint: dict[str, Any],
-                 as_of: datetime, full: bool, max_batch: int) -> tuple[str, str]:
+def _choose_mode(
+    cfg: Config,
+    prev: dict[str, Any] | None,
+    fingerprint: dict[str, Any],
+    as_of: datetime,
+    full: bool,
+    max_batch: int,
+) -> tuple[str, str]:
     if full:
         return "full", "requested (--full)"
     if not cfg.build.incremental:
@@ -357,22 +446,28 @@ def _choose_mode(cfg: Config, prev: dict[str, Any] | None, fingerprint: dict[str
         changed = [k for k in fingerprint if prev.get("fingerprint", {}).get(k) != fingerprint[k]]
         return "full", f"changed since the previous build: {', '.join(changed)}"
     if prev.get("as_of_date") != as_of.date().isoformat():
-        return "full", (f"evaluation date changed ({prev.get('as_of_date')} -> {as_of.date()}): "
-                        "time-dependent outcomes (follow-up windows, ongoing trials) move for everyone")
+        return "full", (
+            f"evaluation date changed ({prev.get('as_of_date')} -> {as_of.date()}): "
+            "time-dependent outcomes (follow-up windows, ongoing trials) move for everyone"
+        )
     if prev.get("max_batch_id", 0) > max_batch:
         return "full", "the log has fewer batches than the previous build saw"
     return "incremental", "same evaluation date, parameters and transforms as the previous build"
 
 
-def _affected_patients(con: duckdb.DuckDBPyConnection, fbv: dict[int, list[Path]],
-                       prev: dict[str, Any], as_of: datetime) -> int:
+def _affected_patients(
+    con: duckdb.DuckDBPyConnection,
+    fbv: dict[int, list[Path]],
+    prev: dict[str, Any],
+    as_of: datetime,
+) -> int:
     """Patients whose set of visible events differs between the previous build and now."""
     prev_as_of = _q(prev["as_of"])
     now = _q(as_of.isoformat(sep=" "))
     con.execute(f"""
         CREATE OR REPLACE TABLE affected AS
         SELECT DISTINCT patient_id FROM ({log_relation(fbv)})
-        WHERE (batch_id <= {int(prev['max_batch_id'])}
+        WHERE (batch_id <= {int(prev["max_batch_id"])}
                AND recorded_at <= CAST({prev_as_of} AS TIMESTAMP)
                AND occurred_at <= CAST({prev_as_of} AS TIMESTAMP))
            <> (recorded_at <= CAST({now} AS TIMESTAMP) AND occurred_at <= CAST({now} AS TIMESTAMP))
@@ -380,15 +475,28 @@ def _affected_patients(con: duckdb.DuckDBPyConnection, fbv: dict[int, list[Path]
     return con.execute("SELECT count(*) FROM affected").fetchone()[0]
 
 
-def _incremental(con: duckdb.DuckDBPyConnection, wh: Warehouse, models: list[Model],
-                 fbv: dict[int, list[Path]], prev: dict[str, Any], out_dir: Path,
-                 progress: Progress, as_of: datetime) -> list[StepStats]:
+def _incremental(
+    con: duckdb.DuckDBPyConnection,
+    wh: Warehouse,
+    models: list[Model],
+    fbv: dict[int, list[Path]],
+    prev: dict[str, Any],
+    out_dir: Path,
+    progress: Progress,
+    as_of: datetime,
+) -> list[StepStats]:
     prev_dir = wh.builds_dir / prev["build_id"]
     create_log_view(con, fbv, patient_filter="affected")
     per_patient = [m for m in models if m.per_patient]
     cohort = [m for m in models if not m.per_patient]
-    steps = run_models(con, per_patient, progress, previous=lambda m: provide_previous(
-        con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of), "affected"))
+    steps = run_models(
+        con,
+        per_patient,
+        progress,
+        previous=lambda m: provide_previous(
+            con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of), "affected"
+        ),
+    )
     for s in steps:
         for a in s.attrition:
             a["scope"] = "recomputed patients only"
@@ -399,31 +507,43 @@ def _incremental(con: duckdb.DuckDBPyConnection, wh: Warehouse, models: list[Mod
             SELECT * FROM read_parquet({old}) WHERE patient_id NOT IN (SELECT patient_id FROM affected)
             UNION ALL BY NAME SELECT * FROM {m.name}
         """)
+        tw = time.perf_counter()
         write_parquet(con, m, out_dir / f"{m.name}.parquet", source=f"merged_{m.name}")
+        next(s for s in steps if s.name == m.name).write_seconds = round(
+            time.perf_counter() - tw, 3
+        )
         con.execute(f"DROP TABLE merged_{m.name}")
         con.execute(f"DROP TABLE {m.name}")
-        con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet("
-                    f"{_q(str(out_dir / f'{m.name}.parquet'))})")
+        con.execute(
+            f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet("
+            f"{_q(str(out_dir / f'{m.name}.parquet'))})"
+        )
         rows, pats = table_stats(con, m.name, True)
         step = next(s for s in steps if s.name == m.name)
         step.rows, step.patients = rows, pats
     create_log_view(con, fbv)  # cohort models see the whole log
-    steps += run_models(con, cohort, progress)
-    for m in cohort:
+    cohort_steps = run_models(con, cohort, progress)
+    for m, st in zip(cohort, cohort_steps, strict=True):
+        tw = time.perf_counter()
         write_parquet(con, m, out_dir / f"{m.name}.parquet")
-    return steps
+        st.write_seconds = round(time.perf_counter() - tw, 3)
+    return steps + cohort_steps
 
 
 def render_dry_run(cfg: Config, as_of: datetime, out_dir: Path) -> list[Path]:
     """Write every model's SQL, in run order, with the parameter bindings, for review."""
     out_dir.mkdir(parents=True, exist_ok=True)
     binds = [f"SET VARIABLE {k} = {_sql_value(v)};" for k, v in params_dict(cfg).items()]
-    binds += [f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP);",
-              f"SET VARIABLE as_of_date = CAST({_q(as_of.date().isoformat())} AS DATE);"]
+    binds += [
+        f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP);",
+        f"SET VARIABLE as_of_date = CAST({_q(as_of.date().isoformat())} AS DATE);",
+    ]
     written = [out_dir / "00_parameters.sql"]
     written[0].write_text("\n".join(binds) + "\n")
     for i, m in enumerate(load_models(), start=1):
         p = out_dir / f"{i:02d}_{m.name}.sql"
-        p.write_text(f"-- {m.layer}/{m.name}: {m.grain}\nCREATE OR REPLACE TABLE {m.name} AS\n{m.sql}")
+        p.write_text(
+            f"-- {m.layer}/{m.name}: {m.grain}\nCREATE OR REPLACE TABLE {m.name} AS\n{m.sql}"
+        )
         written.append(p)
     return written

@@ -88,7 +88,8 @@ def compare(build: Path, truth: Path) -> Agreement:
         SELECT count(*), count(*) FILTER (expected_status = derived_status),
                count(*) FILTER (expected_misdx = derived_misdx) FROM pat""").fetchone()
     nt, agree_t = con.execute(
-        "SELECT count(*), count(*) FILTER (expected_outcome = derived_outcome) FROM tri").fetchone()
+        "SELECT count(*), count(*) FILTER (expected_outcome = derived_outcome) FROM tri"
+    ).fetchone()
     res = Agreement(n, agree, nt, agree_t, misdx)
     for cond, exp, der, k in con.execute("""
             SELECT condition, expected_status, derived_status, count(*) FROM pat
@@ -110,10 +111,12 @@ def compare(build: Path, truth: Path) -> Agreement:
 
 def markdown(res: Agreement) -> str:
     """Confusion matrices per condition (rows: truth, columns: derived)."""
-    out = [f"Patients: {res.patients_agree}/{res.patients} statuses agree "
-           f"({res.patient_rate:.1%}); misdiagnosis flag agrees for {res.misdiagnosis_agree}. "
-           f"Trials: {res.trials_agree}/{res.trials} outcome classes agree ({res.trial_rate:.1%}).",
-           ""]
+    out = [
+        f"Patients: {res.patients_agree}/{res.patients} statuses agree "
+        f"({res.patient_rate:.1%}); misdiagnosis flag agrees for {res.misdiagnosis_agree}. "
+        f"Trials: {res.trials_agree}/{res.trials} outcome classes agree ({res.trial_rate:.1%}).",
+        "",
+    ]
     for cond, m in res.confusion.items():
         derived = sorted({d for row in m.values() for d in row})
         out.append(f"**{cond}** (rows: truth, columns: derived)")

@@ -23,8 +23,12 @@ class Archetype:
 
 
 CONDITION_SHARES: dict[str, float] = {
-    "epilepsy": 0.22, "depression": 0.24, "hypertension": 0.22,
-    "lbcl": 0.10, "multiple_myeloma": 0.10, "sle": 0.12,
+    "epilepsy": 0.22,
+    "depression": 0.24,
+    "hypertension": 0.22,
+    "lbcl": 0.10,
+    "multiple_myeloma": 0.10,
+    "sle": 0.12,
 }
 
 _A = Archetype
@@ -39,8 +43,15 @@ ARCHETYPES: list[Archetype] = [
     _A("epilepsy", "responder_second", 0.10, ("fail", "respond"), "responder", "end"),
     _A("epilepsy", "at_risk", 0.10, ("fail", "ongoing"), "at_risk", "end"),
     _A("epilepsy", "undetermined", 0.07, ("ongoing",), "undetermined", "end"),
-    _A("epilepsy", "misdiagnosis", 0.05, ("fail", "fail"), "refractory", "start",
-       "misdiagnosis_suspected"),
+    _A(
+        "epilepsy",
+        "misdiagnosis",
+        0.05,
+        ("fail", "fail"),
+        "refractory",
+        "start",
+        "misdiagnosis_suspected",
+    ),
     # depression (TRD, Delphi 2022: two failed adequate trials, <25% improvement)
     _A("depression", "refractory", 0.18, ("fail", "fail"), "refractory"),
     _A("depression", "pseudo_nonadherent", 0.10, ("nonadherent", "fail"), "pseudo_refractory"),
@@ -55,8 +66,15 @@ ARCHETYPES: list[Archetype] = [
     # hypertension (AHA 2018, current regimen)
     _A("hypertension", "refractory", 0.25, ("fail",), "refractory", "end"),
     _A("hypertension", "pseudo_nonadherent", 0.15, ("nonadherent",), "pseudo_refractory", "end"),
-    _A("hypertension", "white_coat", 0.15, ("white_coat",), "pseudo_refractory", "end",
-       "white_coat"),
+    _A(
+        "hypertension",
+        "white_coat",
+        0.15,
+        ("white_coat",),
+        "pseudo_refractory",
+        "end",
+        "white_coat",
+    ),
     _A("hypertension", "responder", 0.25, ("respond",), "responder", "end"),
     _A("hypertension", "at_risk", 0.10, ("at_risk",), "at_risk", "end"),
     _A("hypertension", "undetermined", 0.10, ("undetermined",), "undetermined", "end"),
@@ -68,8 +86,15 @@ ARCHETYPES: list[Archetype] = [
     _A("lbcl", "responder", 0.25, ("respond",), "responder"),
     _A("lbcl", "undetermined", 0.10, ("ongoing",), "undetermined", "end"),
     # multiple myeloma (IMWG 2011: non-responsive or progression on therapy)
-    _A("multiple_myeloma", "refractory", 0.30, ("fail", "fail"), "refractory", "start",
-       "primary_refractory"),
+    _A(
+        "multiple_myeloma",
+        "refractory",
+        0.30,
+        ("fail", "fail"),
+        "refractory",
+        "start",
+        "primary_refractory",
+    ),
     _A("multiple_myeloma", "pseudo_nonadherent", 0.12, ("nonadherent",), "pseudo_refractory"),
     _A("multiple_myeloma", "pseudo_intolerant", 0.08, ("intolerant",), "pseudo_refractory"),
     _A("multiple_myeloma", "partial_responder", 0.15, ("partial",), "partial_responder", "end"),

@@ -57,42 +57,70 @@ class DrugList:
 
 
 # focal: all seven; generalized: the first four (no sodium-channel blockers)
-EPILEPSY_DRUGS = DrugList([
-    ("levetiracetam", 1500, 500), ("valproate", 1000, 250), ("lamotrigine", 200, 50),
-    ("topiramate", 200, 50), ("lacosamide", 300, 100), ("carbamazepine", 800, 200),
-    ("oxcarbazepine", 1200, 300),
-])
-DEPRESSION_DRUGS = DrugList([
-    ("sertraline", 100, 25), ("escitalopram", 15, 5), ("citalopram", 30, 10),
-    ("fluoxetine", 40, 10), ("venlafaxine", 150, 37.5), ("duloxetine", 90, 30),
-    ("bupropion", 300, 75), ("mirtazapine", 30, 7.5),
-])
+EPILEPSY_DRUGS = DrugList(
+    [
+        ("levetiracetam", 1500, 500),
+        ("valproate", 1000, 250),
+        ("lamotrigine", 200, 50),
+        ("topiramate", 200, 50),
+        ("lacosamide", 300, 100),
+        ("carbamazepine", 800, 200),
+        ("oxcarbazepine", 1200, 300),
+    ]
+)
+DEPRESSION_DRUGS = DrugList(
+    [
+        ("sertraline", 100, 25),
+        ("escitalopram", 15, 5),
+        ("citalopram", 30, 10),
+        ("fluoxetine", 40, 10),
+        ("venlafaxine", 150, 37.5),
+        ("duloxetine", 90, 30),
+        ("bupropion", 300, 75),
+        ("mirtazapine", 30, 7.5),
+    ]
+)
 HTN_CCB = DrugList([("amlodipine", 10, 1.25)])
 HTN_RAS = DrugList([("lisinopril", 20, 5), ("losartan", 100, 25), ("valsartan", 160, 40)])
 HTN_DIURETIC = DrugList([("hydrochlorothiazide", 25, 6.25), ("chlorthalidone", 25, 6.25)])
 SLE_ORAL = DrugList([("mycophenolate", 2500, 1000), ("azathioprine", 150, 50)])
 SLE_HCQ = DrugList([("hydroxychloroquine", 400, 100)])
 SLE_BIOLOGIC = [("belimumab", 10.0, "mg/kg"), ("anifrolumab", 300.0, "mg")]
-RCHOP = [("rituximab", 375.0), ("cyclophosphamide", 750.0), ("doxorubicin", 50.0),
-         ("vincristine", 1.4)]
+RCHOP = [
+    ("rituximab", 375.0),
+    ("cyclophosphamide", 750.0),
+    ("doxorubicin", 50.0),
+    ("vincristine", 1.4),
+]
 MM_RD = DrugList([("lenalidomide", 25, 25)])
 MM_DEX = DrugList([("dexamethasone", 40, 40)])
 
 CONDITION_CODES = {
-    "epilepsy": "G40.209", "depression": "F33.1", "hypertension": "I10",
-    "lbcl": "C83.30", "multiple_myeloma": "C90.00", "sle": "M32.9",
+    "epilepsy": "G40.209",
+    "depression": "F33.1",
+    "hypertension": "I10",
+    "lbcl": "C83.30",
+    "multiple_myeloma": "C90.00",
+    "sle": "M32.9",
 }
 GENERALIZED_EPILEPSY_CODE = "G40.309"
 
 OUTCOME = {
-    "fail": "non_response", "respond": "response", "partial": "partial_response",
-    "nonadherent": "non_adherent", "intolerant": "intolerant", "low_dose": "inadequate_trial",
-    "short": "inadequate_trial", "ongoing": "insufficient_followup", "white_coat": "response",
+    "fail": "non_response",
+    "respond": "response",
+    "partial": "partial_response",
+    "nonadherent": "non_adherent",
+    "intolerant": "intolerant",
+    "low_dose": "inadequate_trial",
+    "short": "inadequate_trial",
+    "ongoing": "insufficient_followup",
+    "white_coat": "response",
 }
 
 
-def series(rng: np.random.Generator, start: np.ndarray, count: np.ndarray, lo: int, hi: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def series(
+    rng: np.random.Generator, start: np.ndarray, count: np.ndarray, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """count[i] events for member i from start[i], consecutive intervals uniform in [lo, hi].
     Returns (member, day, k = 0-based index within the member, last day per member)."""
     count = np.asarray(count, np.int64)
@@ -104,8 +132,9 @@ def series(rng: np.random.Generator, start: np.ndarray, count: np.ndarray, lo: i
     cs = np.cumsum(iv)
     k = np.arange(len(idx)) - offs[idx]
     day = start[idx] + cs - cs[offs[idx]]
-    last = np.where(count > 0, day[np.minimum(offs + count - 1, len(day) - 1)] if len(day) else start,
-                    start)
+    last = np.where(
+        count > 0, day[np.minimum(offs + count - 1, len(day) - 1)] if len(day) else start, start
+    )
     return idx, day, k, last
 
 
@@ -130,46 +159,116 @@ class Group:
         return np.arange(self.n)
 
     def trial(self, trial_no: int, regimen: np.ndarray, start: np.ndarray, kind: str) -> None:
-        self.trials.append({"member": self.all, "trial_no": np.full(self.n, trial_no),
-                            "regimen": np.asarray(regimen, np.int32), "start": start.copy(),
-                            "outcome": np.full(self.n, V(OUTCOME[kind]), np.int32)})
+        self.trials.append(
+            {
+                "member": self.all,
+                "trial_no": np.full(self.n, trial_no),
+                "regimen": np.asarray(regimen, np.int32),
+                "start": start.copy(),
+                "outcome": np.full(self.n, V(OUTCOME[kind]), np.int32),
+            }
+        )
 
     # -- therapy ---------------------------------------------------------------------------------
-    def dispense(self, dl: DrugList, di: np.ndarray, dose: np.ndarray, start: np.ndarray,
-                 count: np.ndarray, lo: int, hi: int, supply: int | np.ndarray,
-                 regimen: str | None = None, prescribe: bool = True,
-                 quantity: float | None = None) -> np.ndarray:
+    def dispense(
+        self,
+        dl: DrugList,
+        di: np.ndarray,
+        dose: np.ndarray,
+        start: np.ndarray,
+        count: np.ndarray,
+        lo: int,
+        hi: int,
+        supply: int | np.ndarray,
+        regimen: str | None = None,
+        prescribe: bool = True,
+        quantity: float | None = None,
+    ) -> np.ndarray:
         """Fills from start; returns the last covered day per member."""
         m, day, _k, last = series(self.rng, start, count, lo, hi)
         sup = np.broadcast_to(np.asarray(supply), (self.n,))
-        self.buf.add(m, "dispensed", day, source="pharmacy", drug=dl.name[di[m]],
-                     drug_code=dl.rx[di[m]], drug_system="rxnorm", condition=self.condition,
-                     dose=dose[m], dose_unit="mg", days_supply=sup[m],
-                     quantity=sup[m] if quantity is None else quantity, route="oral",
-                     regimen=regimen)
+        self.buf.add(
+            m,
+            "dispensed",
+            day,
+            source="pharmacy",
+            drug=dl.name[di[m]],
+            drug_code=dl.rx[di[m]],
+            drug_system="rxnorm",
+            condition=self.condition,
+            dose=dose[m],
+            dose_unit="mg",
+            days_supply=sup[m],
+            quantity=sup[m] if quantity is None else quantity,
+            route="oral",
+            regimen=regimen,
+        )
         if prescribe:
-            self.buf.add(self.all, "prescribed", start, source="ehr", drug=dl.name[di],
-                         drug_code=dl.rx[di], drug_system="rxnorm", condition=self.condition,
-                         dose=dose, dose_unit="mg", route="oral", regimen=regimen)
+            self.buf.add(
+                self.all,
+                "prescribed",
+                start,
+                source="ehr",
+                drug=dl.name[di],
+                drug_code=dl.rx[di],
+                drug_system="rxnorm",
+                condition=self.condition,
+                dose=dose,
+                dose_unit="mg",
+                route="oral",
+                regimen=regimen,
+            )
         return last + sup - 1
 
     def stop(self, dl_name: np.ndarray, day: np.ndarray, reason: str) -> None:
-        self.buf.add(self.all, "stopped", day, source="ehr", drug=dl_name,
-                     condition=self.condition, reason=reason)
+        self.buf.add(
+            self.all,
+            "stopped",
+            day,
+            source="ehr",
+            drug=dl_name,
+            condition=self.condition,
+            reason=reason,
+        )
 
-    def measure(self, day: np.ndarray, measure: str, value: np.ndarray, unit: str,
-                period_days: int | None = None, setting: str | None = None,
-                member: np.ndarray | None = None) -> None:
-        self.buf.add(self.all if member is None else member, "measurement", day, source="ehr",
-                     condition=self.condition, measure=measure, value=np.round(value),
-                     unit=unit, period_days=period_days, setting=setting)
+    def measure(
+        self,
+        day: np.ndarray,
+        measure: str,
+        value: np.ndarray,
+        unit: str,
+        period_days: int | None = None,
+        setting: str | None = None,
+        member: np.ndarray | None = None,
+    ) -> None:
+        self.buf.add(
+            self.all if member is None else member,
+            "measurement",
+            day,
+            source="ehr",
+            condition=self.condition,
+            measure=measure,
+            value=np.round(value),
+            unit=unit,
+            period_days=period_days,
+            setting=setting,
+        )
 
     def assess(self, day: np.ndarray, criteria: str, response: str) -> None:
-        self.buf.add(self.all, "response_assessed", day, source="ehr", condition=self.condition,
-                     criteria=criteria, response=response)
+        self.buf.add(
+            self.all,
+            "response_assessed",
+            day,
+            source="ehr",
+            condition=self.condition,
+            criteria=criteria,
+            response=response,
+        )
 
 
-def _pick(rng: np.random.Generator, n: int, size: np.ndarray | int, trials: int) -> list[np.ndarray]:
+def _pick(
+    rng: np.random.Generator, n: int, size: np.ndarray | int, trials: int
+) -> list[np.ndarray]:
     """Distinct drug indices for trials 0..trials-1 from lists of `size` drugs."""
     size = np.broadcast_to(np.asarray(size), (n,))
     first = np.floor(rng.random(n) * size).astype(np.int64)
@@ -178,6 +277,7 @@ def _pick(rng: np.random.Generator, n: int, size: np.ndarray | int, trials: int)
 
 
 # --- oral monotherapy conditions (epilepsy, depression) -----------------------------------------
+
 
 def oral_mono(g: Group, kinds: list[str]) -> np.ndarray:
     """Sequential monotherapy trials; returns the end (last covered day) of the last trial."""
@@ -247,8 +347,13 @@ def _mono_measures(g: Group, kind: str, start: np.ndarray, end: np.ndarray) -> N
             g.state["phq9_base"] = uni(rng, 18, 23, n).astype(float)
         base = g.state["phq9_base"]
         g.measure(start - uni(rng, 1, 7, n), "phq9", base, "score")
-        lo_hi = {"fail": (0.85, 0.95), "low_dose": (0.85, 0.95), "nonadherent": (0.85, 0.95),
-                 "partial": (0.60, 0.68), "respond": (0.30, 0.40)}.get(kind)
+        lo_hi = {
+            "fail": (0.85, 0.95),
+            "low_dose": (0.85, 0.95),
+            "nonadherent": (0.85, 0.95),
+            "partial": (0.60, 0.68),
+            "respond": (0.30, 0.40),
+        }.get(kind)
         if lo_hi:
             mid = {"partial": 0.75, "respond": 0.6}.get(kind, 0.92)
             g.measure(start + 42, "phq9", np.round(base * mid), "score")
@@ -256,6 +361,7 @@ def _mono_measures(g: Group, kind: str, start: np.ndarray, end: np.ndarray) -> N
 
 
 # --- hypertension: one concurrent regimen, judged on the current regimen -----------------------
+
 
 def hypertension(g: Group, kinds: list[str]) -> np.ndarray:
     rng, n = g.rng, g.n
@@ -277,12 +383,34 @@ def hypertension(g: Group, kinds: list[str]) -> np.ndarray:
     # all drugs of the regimen are filled together (same days)
     m, day, _k, last = series(rng, start, count, lo, hi)
     for dl, di in parts:
-        g.buf.add(m, "dispensed", day, source="pharmacy", drug=dl.name[di[m]],
-                  drug_code=dl.rx[di[m]], drug_system="rxnorm", condition="hypertension",
-                  dose=dl.dose[di[m]], dose_unit="mg", days_supply=30, quantity=30, route="oral")
-        g.buf.add(g.all, "prescribed", start, source="ehr", drug=dl.name[di], drug_code=dl.rx[di],
-                  drug_system="rxnorm", condition="hypertension", dose=dl.dose[di],
-                  dose_unit="mg", route="oral")
+        g.buf.add(
+            m,
+            "dispensed",
+            day,
+            source="pharmacy",
+            drug=dl.name[di[m]],
+            drug_code=dl.rx[di[m]],
+            drug_system="rxnorm",
+            condition="hypertension",
+            dose=dl.dose[di[m]],
+            dose_unit="mg",
+            days_supply=30,
+            quantity=30,
+            route="oral",
+        )
+        g.buf.add(
+            g.all,
+            "prescribed",
+            start,
+            source="ehr",
+            drug=dl.name[di],
+            drug_code=dl.rx[di],
+            drug_system="rxnorm",
+            condition="hypertension",
+            dose=dl.dose[di],
+            dose_unit="mg",
+            route="oral",
+        )
     end = last + 29
     reg = _regimen_codes([[dl.names[i] for i in di] for dl, di in parts])
     g.trial(1, reg, start, {"at_risk": "fail", "undetermined": "ongoing"}.get(kind, kind))
@@ -297,8 +425,12 @@ def hypertension(g: Group, kinds: list[str]) -> np.ndarray:
     goal = (116, 126, 70, 78)
     office = goal if kind == "respond" else high
     home = goal if kind in ("respond", "white_coat") else (142, 152, 86, 92)
-    for d, setting, (slo, shi, dlo, dhi) in ((60, "office", office), (75, "home", home),
-                                             (150, "office", office), (165, "home", home)):
+    for d, setting, (slo, shi, dlo, dhi) in (
+        (60, "office", office),
+        (75, "home", home),
+        (150, "office", office),
+        (165, "home", home),
+    ):
         day = start + d + uni(rng, 0, 5, n)
         g.measure(day, "sbp", uni(rng, slo, shi, n), "mmHg", setting=setting)
         g.measure(day, "dbp", uni(rng, dlo, dhi, n), "mmHg", setting=setting)
@@ -311,6 +443,7 @@ def _regimen_codes(names_per_part: list[list[str]]) -> np.ndarray:
 
 
 # --- SLE: immunosuppressant then biologic, on hydroxychloroquine background --------------------
+
 
 def sle(g: Group, kinds: list[str]) -> np.ndarray:
     rng, n = g.rng, g.n
@@ -336,39 +469,87 @@ def sle(g: Group, kinds: list[str]) -> np.ndarray:
                 cnt, lo, hi = uni(rng, 6, 7, n), 30, 32
             m, day, _k, last = series(rng, start, cnt, lo, hi)
             for dl, d_i, ds in ((SLE_ORAL, di, dose), (SLE_HCQ, hcq, SLE_HCQ.dose[hcq])):
-                g.buf.add(m, "dispensed", day, source="pharmacy", drug=dl.name[d_i[m]],
-                          drug_code=dl.rx[d_i[m]], drug_system="rxnorm", condition="sle",
-                          dose=ds[m], dose_unit="mg", days_supply=30, quantity=30, route="oral")
-                g.buf.add(g.all, "prescribed", start, source="ehr", drug=dl.name[d_i],
-                          drug_code=dl.rx[d_i], drug_system="rxnorm", condition="sle",
-                          dose=ds, dose_unit="mg", route="oral")
+                g.buf.add(
+                    m,
+                    "dispensed",
+                    day,
+                    source="pharmacy",
+                    drug=dl.name[d_i[m]],
+                    drug_code=dl.rx[d_i[m]],
+                    drug_system="rxnorm",
+                    condition="sle",
+                    dose=ds[m],
+                    dose_unit="mg",
+                    days_supply=30,
+                    quantity=30,
+                    route="oral",
+                )
+                g.buf.add(
+                    g.all,
+                    "prescribed",
+                    start,
+                    source="ehr",
+                    drug=dl.name[d_i],
+                    drug_code=dl.rx[d_i],
+                    drug_system="rxnorm",
+                    condition="sle",
+                    dose=ds,
+                    dose_unit="mg",
+                    route="oral",
+                )
             end = last + 29
-            reg = np.array([V("+".join(sorted((nm, "hydroxychloroquine"))))
-                            for nm in SLE_ORAL.names], np.int32)[di]
+            reg = np.array(
+                [V("+".join(sorted((nm, "hydroxychloroquine")))) for nm in SLE_ORAL.names], np.int32
+            )[di]
             if kind != "ongoing" and no < len(kinds):
                 g.stop(SLE_ORAL.name[di], end, "inefficacy")
         else:
             bi = rng.integers(0, len(SLE_BIOLOGIC), n)
             cnt = {"ongoing": uni(rng, 2, 3, n), "respond": uni(rng, 7, 14, n)}.get(
-                kind, uni(rng, 7, 8, n))
+                kind, uni(rng, 7, 8, n)
+            )
             m, day, k, last = series(rng, start, cnt, 28, 29)
             names = np.array([V(b[0]) for b in SLE_BIOLOGIC], np.int32)
             rx = np.array([V(rxnorm(b[0])) for b in SLE_BIOLOGIC], np.int32)
             doses = np.array([b[1] for b in SLE_BIOLOGIC])
             units = np.array([V(b[2]) for b in SLE_BIOLOGIC], np.int32)
-            g.buf.add(m, "administered", day, source="ehr", drug=names[bi[m]], drug_code=rx[bi[m]],
-                      drug_system="rxnorm", condition="sle", dose=doses[bi[m]],
-                      dose_unit=units[bi[m]], route="iv", cycle=k + 1)
+            g.buf.add(
+                m,
+                "administered",
+                day,
+                source="ehr",
+                drug=names[bi[m]],
+                drug_code=rx[bi[m]],
+                drug_system="rxnorm",
+                condition="sle",
+                dose=doses[bi[m]],
+                dose_unit=units[bi[m]],
+                route="iv",
+                cycle=k + 1,
+            )
             end = last + 27
             # background hydroxychloroquine continues, filled monthly
             hc = (end - start) // 31 + 1
             hm, hday, _hk, _hl = series(rng, start, hc, 30, 31)
-            g.buf.add(hm, "dispensed", hday, source="pharmacy", drug=SLE_HCQ.name[hcq[hm]],
-                      drug_code=SLE_HCQ.rx[hcq[hm]], drug_system="rxnorm", condition="sle",
-                      dose=400.0, dose_unit="mg", days_supply=30, quantity=30, route="oral")
+            g.buf.add(
+                hm,
+                "dispensed",
+                hday,
+                source="pharmacy",
+                drug=SLE_HCQ.name[hcq[hm]],
+                drug_code=SLE_HCQ.rx[hcq[hm]],
+                drug_system="rxnorm",
+                condition="sle",
+                dose=400.0,
+                dose_unit="mg",
+                days_supply=30,
+                quantity=30,
+                route="oral",
+            )
             end = np.maximum(end, _hl + 29)
-            reg = np.array([V("+".join(sorted((b[0], "hydroxychloroquine"))))
-                            for b in SLE_BIOLOGIC], np.int32)[bi]
+            reg = np.array(
+                [V("+".join(sorted((b[0], "hydroxychloroquine")))) for b in SLE_BIOLOGIC], np.int32
+            )[bi]
         g.trial(no, reg, start, kind)
         if kind in ("fail", "low_dose", "nonadherent"):
             g.measure(start + 90, "sledai2k", base - uni(rng, 0, 2, n), "score")
@@ -382,6 +563,7 @@ def sle(g: Group, kinds: list[str]) -> np.ndarray:
 
 # --- LBCL: R-CHOP cycles every 21 days, Lugano 2014 assessments ---------------------------------
 
+
 def lbcl(g: Group, kinds: list[str]) -> np.ndarray:
     rng, n = g.rng, g.n
     (kind,) = kinds
@@ -390,9 +572,21 @@ def lbcl(g: Group, kinds: list[str]) -> np.ndarray:
     cnt = uni(rng, 2, 4, n) if kind == "ongoing" else np.full(n, cycles)
     m, day, k, last = series(rng, start, cnt, 21, 23)
     for drug, dose in RCHOP:
-        g.buf.add(m, "administered", day, source="oncology", drug=drug, drug_code=V(rxnorm(drug)),
-                  drug_system="rxnorm", condition="lbcl", dose=dose, dose_unit="mg/m2",
-                  route="iv", regimen="r-chop", cycle=k + 1)
+        g.buf.add(
+            m,
+            "administered",
+            day,
+            source="oncology",
+            drug=drug,
+            drug_code=V(rxnorm(drug)),
+            drug_system="rxnorm",
+            condition="lbcl",
+            dose=dose,
+            dose_unit="mg/m2",
+            route="iv",
+            regimen="r-chop",
+            cycle=k + 1,
+        )
     end = last + 20
     reg = np.full(n, V("+".join(sorted(d for d, _ in RCHOP))), np.int32)
     g.trial(1, reg, start, kind)
@@ -416,6 +610,7 @@ def lbcl(g: Group, kinds: list[str]) -> np.ndarray:
 
 # --- multiple myeloma: Rd (oral, 28-day fills), then Vd; IMWG assessments ----------------------
 
+
 def myeloma(g: Group, kinds: list[str]) -> np.ndarray:
     rng, n = g.rng, g.n
     t = np.zeros(n, np.int64)
@@ -436,30 +631,67 @@ def myeloma(g: Group, kinds: list[str]) -> np.ndarray:
                 cnt, lo, hi = uni(rng, 4, 4, n), 28, 29
             m, day, _k, last = series(rng, start, cnt, lo, hi)
             for dl, qty in ((MM_RD, 28.0), (MM_DEX, 4.0)):
-                g.buf.add(m, "dispensed", day, source="pharmacy", drug=dl.name[zero[m]],
-                          drug_code=dl.rx[zero[m]], drug_system="rxnorm",
-                          condition="multiple_myeloma", dose=dl.dose[0], dose_unit="mg",
-                          days_supply=28, quantity=qty, route="oral", regimen="rd")
+                g.buf.add(
+                    m,
+                    "dispensed",
+                    day,
+                    source="pharmacy",
+                    drug=dl.name[zero[m]],
+                    drug_code=dl.rx[zero[m]],
+                    drug_system="rxnorm",
+                    condition="multiple_myeloma",
+                    dose=dl.dose[0],
+                    dose_unit="mg",
+                    days_supply=28,
+                    quantity=qty,
+                    route="oral",
+                    regimen="rd",
+                )
             end = last + 27
             drugs = [MM_RD.name[0], MM_DEX.name[0]]
             reg = np.full(n, V("dexamethasone+lenalidomide"), np.int32)
             if kind == "nonadherent":
                 marks = ((100, "sd"), (200, "sd"))
             else:
-                marks = {"fail": ((54, "sd"), (106, "pd")),
-                         "respond": ((54, "pr"), (110, "vgpr"), (166, "vgpr")),
-                         "partial": ((54, "mr"), (110, "mr"), (166, "mr"))}.get(kind, ())
+                marks = {
+                    "fail": ((54, "sd"), (106, "pd")),
+                    "respond": ((54, "pr"), (110, "vgpr"), (166, "vgpr")),
+                    "partial": ((54, "mr"), (110, "mr"), (166, "mr")),
+                }.get(kind, ())
         else:
             cnt = np.full(n, 4)
             m, day, k, last = series(rng, start, cnt, 21, 22)
-            g.buf.add(m, "administered", day, source="oncology", drug="bortezomib",
-                      drug_code=V(rxnorm("bortezomib")), drug_system="rxnorm",
-                      condition="multiple_myeloma", dose=1.3, dose_unit="mg/m2", route="sc",
-                      regimen="vd", cycle=k + 1)
-            g.buf.add(m, "dispensed", day, source="pharmacy", drug="dexamethasone",
-                      drug_code=V(rxnorm("dexamethasone")), drug_system="rxnorm",
-                      condition="multiple_myeloma", dose=20.0, dose_unit="mg", days_supply=21,
-                      quantity=4.0, route="oral", regimen="vd")
+            g.buf.add(
+                m,
+                "administered",
+                day,
+                source="oncology",
+                drug="bortezomib",
+                drug_code=V(rxnorm("bortezomib")),
+                drug_system="rxnorm",
+                condition="multiple_myeloma",
+                dose=1.3,
+                dose_unit="mg/m2",
+                route="sc",
+                regimen="vd",
+                cycle=k + 1,
+            )
+            g.buf.add(
+                m,
+                "dispensed",
+                day,
+                source="pharmacy",
+                drug="dexamethasone",
+                drug_code=V(rxnorm("dexamethasone")),
+                drug_system="rxnorm",
+                condition="multiple_myeloma",
+                dose=20.0,
+                dose_unit="mg",
+                days_supply=21,
+                quantity=4.0,
+                route="oral",
+                regimen="vd",
+            )
             end = last + 20
             drugs = [V("bortezomib"), MM_DEX.name[0]]
             reg = np.full(n, V("bortezomib+dexamethasone"), np.int32)
@@ -480,6 +712,10 @@ def myeloma(g: Group, kinds: list[str]) -> np.ndarray:
 
 
 TEMPLATES = {
-    "epilepsy": oral_mono, "depression": oral_mono, "hypertension": hypertension,
-    "sle": sle, "lbcl": lbcl, "multiple_myeloma": myeloma,
+    "epilepsy": oral_mono,
+    "depression": oral_mono,
+    "hypertension": hypertension,
+    "sle": sle,
+    "lbcl": lbcl,
+    "multiple_myeloma": myeloma,
 }

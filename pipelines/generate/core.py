@@ -77,6 +77,7 @@ class GenerateResult:
 
 # --- patients -----------------------------------------------------------------------------------
 
+
 def assign_archetypes(global_idx: np.ndarray, seed: int) -> np.ndarray:
     """Archetype index per patient: a low-discrepancy sequence over the fixed proportions, so any
     contiguous range of patients (a chunk) has the proportions to within a patient or two."""
@@ -115,8 +116,14 @@ def build_chunk(seed: int, chunk_idx: int, first_global: int, n: int) -> Chunk:
         g = Group(rng, m, a.condition, st)
         end = TEMPLATES[a.condition](g, list(a.kinds))
         if a.flags == "misdiagnosis_suspected":
-            g.buf.add(g.all, "diagnosis_revised", end + uni(rng, 10, 60, m), source="ehr",
-                      condition=a.condition, revised_to="psychogenic_nonepileptic_seizures")
+            g.buf.add(
+                g.all,
+                "diagnosis_revised",
+                end + uni(rng, 10, 60, m),
+                source="ehr",
+                condition=a.condition,
+                revised_to="psychogenic_nonepileptic_seizures",
+            )
         mn = np.full(m, np.iinfo(np.int64).max)
         mx = np.full(m, np.iinfo(np.int64).min)
         for b in g.buf.blocks:
@@ -149,8 +156,16 @@ def build_chunk(seed: int, chunk_idx: int, first_global: int, n: int) -> Chunk:
     code = np.where(subtype == V("generalized"), V(GENERALIZED_EPILEPSY_CODE), code)
     enrolled = np.maximum(FOLLOWUP_START, first_day - uni(rng, 60, 200, n))
     buf.add(all_, "enrolled", enrolled, source="registry")
-    buf.add(all_, "diagnosed", first_day - uni(rng, 7, 45, n), source="ehr", condition=cond,
-            condition_code=code, condition_system="icd10", subtype=subtype)
+    buf.add(
+        all_,
+        "diagnosed",
+        first_day - uni(rng, 7, 45, n),
+        source="ehr",
+        condition=cond,
+        condition_code=code,
+        condition_system="icd10",
+        subtype=subtype,
+    )
     # inpatient stays during the first trial
     stay = np.flatnonzero(rng.random(n) < INPATIENT_STAY_RATE)
     adm = first_trial[stay] + uni(rng, 20, 60, len(stay))
@@ -166,9 +181,20 @@ def build_chunk(seed: int, chunk_idx: int, first_global: int, n: int) -> Chunk:
         keep = cnt > 0
         who, start, cnt = who[keep], start[keep], cnt[keep]
         mi, day, _k, _l = series(rng, start, cnt, 30, 32)
-        buf.add(who[mi], "dispensed", day, source="pharmacy", drug=drug,
-                drug_code=V(rxnorm(drug)), drug_system="rxnorm", dose=dose, dose_unit="mg",
-                days_supply=30, quantity=30, route="oral")
+        buf.add(
+            who[mi],
+            "dispensed",
+            day,
+            source="pharmacy",
+            drug=drug,
+            drug_code=V(rxnorm(drug)),
+            drug_system="rxnorm",
+            dose=dose,
+            dose_unit="mg",
+            days_supply=30,
+            quantity=30,
+            route="oral",
+        )
 
     cols = buf.concat()
     order = np.lexsort((np.arange(len(cols["day"])), cols["day"], cols["pat"]))
@@ -177,13 +203,16 @@ def build_chunk(seed: int, chunk_idx: int, first_global: int, n: int) -> Chunk:
         raise AssertionError("generated an event after the end of follow-up")
     N = len(cols["day"])
     u = rng.random(N)
-    lag = np.where(u < 0.6, uni(rng, 0, 2, N), np.where(u < 0.9, uni(rng, 3, 14, N),
-                                                        uni(rng, 15, 90, N)))
+    lag = np.where(
+        u < 0.6, uni(rng, 0, 2, N), np.where(u < 0.9, uni(rng, 3, 14, N), uni(rng, 15, 90, N))
+    )
     room = np.floor(rng.random(N) * (FOLLOWUP_END - cols["day"] + 1)).astype(np.int64)
     cols["rec_day"] = cols["day"] + np.minimum(lag, room)
 
-    t_all = {k: np.concatenate([t[k] for t in trials]) for k in
-             ("pat", "trial_no", "regimen", "start", "outcome", "condition")}
+    t_all = {
+        k: np.concatenate([t[k] for t in trials])
+        for k in ("pat", "trial_no", "regimen", "start", "outcome", "condition")
+    }
     o = np.lexsort((t_all["trial_no"], t_all["pat"]))
     t_all = {k: v[o] for k, v in t_all.items()}
     n_trials = np.bincount(t_all["pat"], minlength=n)
@@ -192,6 +221,7 @@ def build_chunk(seed: int, chunk_idx: int, first_global: int, n: int) -> Chunk:
 
 
 # --- noise --------------------------------------------------------------------------------------
+
 
 def _k(rate: float, n: int) -> int:
     return int(round(rate * n))
@@ -211,21 +241,26 @@ class Prepared:
     n_clean: int
 
 
-def prepare_chunk(ch: Chunk, rng: np.random.Generator, first_global: int,
-                  bounds: np.ndarray, n_deliveries: int) -> Prepared:
+def prepare_chunk(
+    ch: Chunk, rng: np.random.Generator, first_global: int, bounds: np.ndarray, n_deliveries: int
+) -> Prepared:
     c = ch.cols
     N = len(c["day"])
     pids = patient_ids(first_global + np.arange(len(ch.patients["arch"])))
     pid = pc.take(pids, pa.array(c["pat"]))
     first = np.searchsorted(c["pat"], c["pat"], side="left")
     seq = np.arange(N) - first + 1
-    eid = pc.binary_join_element_wise(pid, pc.utf8_lpad(pa.array(seq).cast(pa.string()), 4, "0"),
-                                      "-")
+    eid = pc.binary_join_element_wise(
+        pid, pc.utf8_lpad(pa.array(seq).cast(pa.string()), 4, "0"), "-"
+    )
     et = c["event_type"]
     valued = np.flatnonzero((et == V("measurement")) | (et == V("dispensed")))
     n_am, n_rt = _k(AMENDMENT_RATE, N), _k(RETRACTION_RATE, N)
-    chosen = rng.choice(valued, min(len(valued), n_am + n_rt), replace=False) if len(valued) else \
-        np.zeros(0, np.int64)
+    chosen = (
+        rng.choice(valued, min(len(valued), n_am + n_rt), replace=False)
+        if len(valued)
+        else np.zeros(0, np.int64)
+    )
     am, rt = np.sort(chosen[:n_am]), np.sort(chosen[n_am:])
 
     # amendments: the delivered row carries a wrong value; a later `amended` row restores it
@@ -234,9 +269,13 @@ def prepare_chunk(ch: Chunk, rng: np.random.Generator, first_global: int,
     c["value"][am] = np.where(is_meas, true_value + 1, true_value)
     c["days_supply"][am] = np.where(is_meas, true_supply, true_supply * 3)
     amd = _empty_cols(len(am))
-    amd.update(pat=c["pat"][am], day=c["day"][am], event_type=np.full(len(am), V("amended"), np.int32),
-               source=c["source"][am],
-               rec_day=np.minimum(FOLLOWUP_END, c["rec_day"][am] + uni(rng, 20, 120, len(am))))
+    amd.update(
+        pat=c["pat"][am],
+        day=c["day"][am],
+        event_type=np.full(len(am), V("amended"), np.int32),
+        source=c["source"][am],
+        rec_day=np.minimum(FOLLOWUP_END, c["rec_day"][am] + uni(rng, 20, 120, len(am))),
+    )
     amd["value"] = np.where(is_meas, true_value, np.nan)
     amd["days_supply"] = np.where(is_meas, np.nan, true_supply)
     # retractions: a spurious re-entry (next day) is sent, then retracted
@@ -245,17 +284,22 @@ def prepare_chunk(ch: Chunk, rng: np.random.Generator, first_global: int,
     spur["rec_day"] = np.maximum(spur["rec_day"] + 1, spur["day"])
     spur_id = suffixed(pc.take(eid, pa.array(rt, pa.int64())), "-s")
     ret = _empty_cols(len(rt))
-    ret.update(pat=spur["pat"], day=spur["day"], event_type=np.full(len(rt), V("retracted"), np.int32),
-               source=spur["source"],
-               rec_day=np.minimum(FOLLOWUP_END, spur["rec_day"] + uni(rng, 20, 120, len(rt))))
+    ret.update(
+        pat=spur["pat"],
+        day=spur["day"],
+        event_type=np.full(len(rt), V("retracted"), np.int32),
+        source=spur["source"],
+        rec_day=np.minimum(FOLLOWUP_END, spur["rec_day"] + uni(rng, 20, 120, len(rt))),
+    )
 
     am_idx = pa.array(am, pa.int64())
     rt_idx = pa.array(rt, pa.int64())
     parts = [
         render(c, eid, pid),
         render(spur, spur_id, pc.take(pid, rt_idx)),
-        render(amd, suffixed(pc.take(eid, am_idx), "-a"), pc.take(pid, am_idx),
-               pc.take(eid, am_idx)),
+        render(
+            amd, suffixed(pc.take(eid, am_idx), "-a"), pc.take(pid, am_idx), pc.take(eid, am_idx)
+        ),
         render(ret, suffixed(pc.take(eid, rt_idx), "-r"), pc.take(pid, rt_idx), spur_id),
     ]
     good = pa.concat_tables(parts)
@@ -267,8 +311,11 @@ def prepare_chunk(ch: Chunk, rng: np.random.Generator, first_global: int,
 
     # exact duplicates re-sent in a later delivery
     cand = np.flatnonzero(g_del[:N] < last)
-    dup = np.sort(rng.choice(cand, min(len(cand), _k(DUPLICATE_RATE, N)), replace=False)) \
-        if len(cand) else np.zeros(0, np.int64)
+    dup = (
+        np.sort(rng.choice(cand, min(len(cand), _k(DUPLICATE_RATE, N)), replace=False))
+        if len(cand)
+        else np.zeros(0, np.int64)
+    )
     resend = np.searchsorted(bounds, g_rec[dup] + uni(rng, 30, 200, len(dup)), side="right")
     dup_del = np.minimum(np.maximum(resend, g_del[dup] + 1), last)
     dups = good.take(pa.array(dup, pa.int64()))
@@ -283,18 +330,32 @@ def prepare_chunk(ch: Chunk, rng: np.random.Generator, first_global: int,
     bad_src[neg] = rng.choice(disp, int(neg.sum()), replace=False) if len(disp) else 0
     bad = good.take(pa.array(bad_src, pa.int64()))
     bad_ids = suffixed(bad.column("event_id").combine_chunks(), "-q")
-    patient_col = pc.if_else(pa.array(kinds == 0), pa.scalar(None, pa.string()),
-                             bad.column("patient_id").combine_chunks())
-    occ_col = pc.if_else(pa.array(kinds == 1),
-                         pa.array(np.where(np.arange(n_bad) % 2 == 0, "2021-13-45", "unknown")),
-                         bad.column("occurred_at").combine_chunks())
-    neg_supply = pc.binary_join_element_wise("-", pc.fill_null(bad.column("days_supply").combine_chunks(),
-                                                               "30"), "")
+    patient_col = pc.if_else(
+        pa.array(kinds == 0),
+        pa.scalar(None, pa.string()),
+        bad.column("patient_id").combine_chunks(),
+    )
+    occ_col = pc.if_else(
+        pa.array(kinds == 1),
+        pa.array(np.where(np.arange(n_bad) % 2 == 0, "2021-13-45", "unknown")),
+        bad.column("occurred_at").combine_chunks(),
+    )
+    neg_supply = pc.binary_join_element_wise(
+        "-", pc.fill_null(bad.column("days_supply").combine_chunks(), "30"), ""
+    )
     ds_col = pc.if_else(pa.array(neg), neg_supply, bad.column("days_supply").combine_chunks())
-    et_col = pc.if_else(pa.array(kinds == 3), pa.scalar("refill_reminder"),
-                        bad.column("event_type").combine_chunks())
-    for name, arr in (("event_id", bad_ids), ("patient_id", patient_col), ("occurred_at", occ_col),
-                      ("days_supply", ds_col), ("event_type", et_col)):
+    et_col = pc.if_else(
+        pa.array(kinds == 3),
+        pa.scalar("refill_reminder"),
+        bad.column("event_type").combine_chunks(),
+    )
+    for name, arr in (
+        ("event_id", bad_ids),
+        ("patient_id", patient_col),
+        ("occurred_at", occ_col),
+        ("days_supply", ds_col),
+        ("event_type", et_col),
+    ):
         bad = bad.set_column(COLUMNS.index(name), name, arr)
     bad_del = g_del[bad_src]
 
@@ -310,45 +371,100 @@ def prepare_chunk(ch: Chunk, rng: np.random.Generator, first_global: int,
     n_sp, n_am_rows = len(rt), len(am)
     off_sp, off_am, off_rt = N, N + n_sp, N + n_sp + n_am_rows
     noise_parts = [
-        _noise("amendment_target", g_del[am], pc.take(eid, am_idx), None, pc.take(pid, am_idx),
-               "accepted", ""),
-        _noise("amended", g_del[off_am:off_am + n_am_rows], parts[2].column("event_id"),
-               pc.take(eid, am_idx), pc.take(pid, am_idx), "accepted", ""),
-        _noise("retraction_target", g_del[off_sp:off_sp + n_sp], spur_id, None,
-               pc.take(pid, rt_idx), "accepted", ""),
-        _noise("retracted", g_del[off_rt:off_rt + n_sp], parts[3].column("event_id"), spur_id,
-               pc.take(pid, rt_idx), "accepted", ""),
-        _noise("duplicate", dup_del, dups.column("event_id"), None, dups.column("patient_id"),
-               "duplicate", ""),
+        _noise(
+            "amendment_target",
+            g_del[am],
+            pc.take(eid, am_idx),
+            None,
+            pc.take(pid, am_idx),
+            "accepted",
+            "",
+        ),
+        _noise(
+            "amended",
+            g_del[off_am : off_am + n_am_rows],
+            parts[2].column("event_id"),
+            pc.take(eid, am_idx),
+            pc.take(pid, am_idx),
+            "accepted",
+            "",
+        ),
+        _noise(
+            "retraction_target",
+            g_del[off_sp : off_sp + n_sp],
+            spur_id,
+            None,
+            pc.take(pid, rt_idx),
+            "accepted",
+            "",
+        ),
+        _noise(
+            "retracted",
+            g_del[off_rt : off_rt + n_sp],
+            parts[3].column("event_id"),
+            spur_id,
+            pc.take(pid, rt_idx),
+            "accepted",
+            "",
+        ),
+        _noise(
+            "duplicate",
+            dup_del,
+            dups.column("event_id"),
+            None,
+            dups.column("patient_id"),
+            "duplicate",
+            "",
+        ),
     ]
     src_pid = good.column("patient_id").take(pa.array(bad_src, pa.int64()))
     for ki, (kind, reason) in enumerate(BAD_KINDS):
         sel = np.flatnonzero(kinds == ki)
         sel_a = pa.array(sel, pa.int64())
-        noise_parts.append(_noise(kind, bad_del[sel], pc.take(bad_ids, sel_a), None,
-                                  pc.take(src_pid, sel_a), "quarantined", reason))
+        noise_parts.append(
+            _noise(
+                kind,
+                bad_del[sel],
+                pc.take(bad_ids, sel_a),
+                None,
+                pc.take(src_pid, sel_a),
+                "quarantined",
+                reason,
+            )
+        )
     noise = pa.concat_tables(noise_parts)
     return Prepared(table, delivery, noise, N + 2 * n_sp + n_am_rows)
 
 
-def _noise(kind: str, deliv: np.ndarray, event_id: Any, target: Any, patient_id: Any,
-           outcome: str, reason: str) -> pa.Table:
+def _noise(
+    kind: str,
+    deliv: np.ndarray,
+    event_id: Any,
+    target: Any,
+    patient_id: Any,
+    outcome: str,
+    reason: str,
+) -> pa.Table:
     n = len(deliv)
-    return pa.table({
-        "delivery_seq": pa.array(deliv, pa.int64()),
-        "kind": pa.array([kind] * n, pa.string()),
-        "event_id": event_id,
-        "target_event_id": target if target is not None else pa.nulls(n, pa.string()),
-        "patient_id": patient_id,
-        "expected_outcome": pa.array([outcome] * n, pa.string()),
-        "expected_reason": pa.array([reason or None] * n, pa.string()),
-    })
+    return pa.table(
+        {
+            "delivery_seq": pa.array(deliv, pa.int64()),
+            "kind": pa.array([kind] * n, pa.string()),
+            "event_id": event_id,
+            "target_event_id": target if target is not None else pa.nulls(n, pa.string()),
+            "patient_id": patient_id,
+            "expected_outcome": pa.array([outcome] * n, pa.string()),
+            "expected_reason": pa.array([reason or None] * n, pa.string()),
+        }
+    )
 
 
 # --- delivery slices ----------------------------------------------------------------------------
 
-def delivery_bounds(rec_day: np.ndarray, n_deliveries: int,
-                    final_fraction: float | None) -> np.ndarray:
+
+def delivery_bounds(
+    rec_day: np.ndarray, n_deliveries: int, final_fraction: float | None
+) -> np.ndarray:
     """First recorded day of deliveries 1..n-1: equal shares of the events, or, with
     final_fraction, equal shares of 1 - final_fraction and the rest in the last delivery."""
     if n_deliveries <= 1:
@@ -374,6 +490,7 @@ def delivery_bounds(rec_day: np.ndarray, n_deliveries: int,
 
 # --- writing ------------------------------------------------------------------------------------
 
+
 def _write(f: BinaryIO, table: pa.Table) -> None:
     if table.num_rows:
         pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style="none"))
@@ -391,31 +508,40 @@ def _patients_table(ch: Chunk, first_global: int) -> pa.Table:
     status = np.array([a.expected_status for a in ARCHETYPES], dtype=object)
     flags = np.array([a.flags or None for a in ARCHETYPES], dtype=object)
     st = p["subtype"]
-    subtype = pc.take(VOCAB.arrow(), pa.array(np.where(st < 0, 0, st), mask=st < 0, type=pa.int32()))
-    return pa.table({
-        "patient_id": patient_ids(first_global + np.arange(len(arch))),
-        "condition": pa.array(cond[arch], pa.string()),
-        "subtype": subtype,
-        "archetype": pa.array(names[arch], pa.string()),
-        "expected_status": pa.array(status[arch], pa.string()),
-        "expected_flags": pa.array(flags[arch], pa.string()),
-        "n_trials": pa.array(p["n_trials"], pa.int64()),
-        "first_trial_start": pa.array(p["first_trial"].astype(np.int32), pa.int32()).cast(pa.date32()),
-    })
+    subtype = pc.take(
+        VOCAB.arrow(), pa.array(np.where(st < 0, 0, st), mask=st < 0, type=pa.int32())
+    )
+    return pa.table(
+        {
+            "patient_id": patient_ids(first_global + np.arange(len(arch))),
+            "condition": pa.array(cond[arch], pa.string()),
+            "subtype": subtype,
+            "archetype": pa.array(names[arch], pa.string()),
+            "expected_status": pa.array(status[arch], pa.string()),
+            "expected_flags": pa.array(flags[arch], pa.string()),
+            "n_trials": pa.array(p["n_trials"], pa.int64()),
+            "first_trial_start": pa.array(p["first_trial"].astype(np.int32), pa.int32()).cast(
+                pa.date32()
+            ),
+        }
+    )
 
 
 def _trials_table(ch: Chunk, first_global: int) -> pa.Table:
     t = ch.trials
     voc = VOCAB.arrow()
-    return pa.table({
-        "patient_id": pc.take(patient_ids(first_global + np.arange(len(ch.patients["arch"]))),
-                              pa.array(t["pat"])),
-        "condition": pc.take(voc, pa.array(t["condition"])),
-        "trial_no": pa.array(t["trial_no"], pa.int64()),
-        "regimen": pc.take(voc, pa.array(t["regimen"])),
-        "start_date": pa.array(t["start"].astype(np.int32), pa.int32()).cast(pa.date32()),
-        "expected_outcome": pc.take(voc, pa.array(t["outcome"])),
-    })
+    return pa.table(
+        {
+            "patient_id": pc.take(
+                patient_ids(first_global + np.arange(len(ch.patients["arch"]))), pa.array(t["pat"])
+            ),
+            "condition": pc.take(voc, pa.array(t["condition"])),
+            "trial_no": pa.array(t["trial_no"], pa.int64()),
+            "regimen": pc.take(voc, pa.array(t["regimen"])),
+            "start_date": pa.array(t["start"].astype(np.int32), pa.int32()).cast(pa.date32()),
+            "expected_outcome": pc.take(voc, pa.array(t["outcome"])),
+        }
+    )
 
 
 def _clean_events_per_patient(seed: int) -> float:
@@ -423,9 +549,15 @@ def _clean_events_per_patient(seed: int) -> float:
     return len(ch.cols["day"]) / PILOT_PATIENTS
 
 
-def generate(out_dir: str | Path, n_patients: int | None = None, n_events: int | None = None,
-             seed: int = 42, n_deliveries: int = 6, final_delivery_fraction: float | None = None,
-             progress: Progress | None = None) -> GenerateResult:
+def generate(
+    out_dir: str | Path,
+    n_patients: int | None = None,
+    n_events: int | None = None,
+    seed: int = 42,
+    n_deliveries: int = 6,
+    final_delivery_fraction: float | None = None,
+    progress: Progress | None = None,
+) -> GenerateResult:
     """Generate a synthetic cohort (see the package docstring). Same arguments, same bytes."""
     if (n_patients is None) == (n_events is None):
         raise ValueError("give exactly one of n_patients and n_events")
@@ -439,7 +571,8 @@ def generate(out_dir: str | Path, n_patients: int | None = None, n_events: int |
     if n_patients is None:
         assert n_events is not None
         per_patient = _clean_events_per_patient(seed) * (
-            1 + BAD_RATE + DUPLICATE_RATE + 2 * RETRACTION_RATE + AMENDMENT_RATE)
+            1 + BAD_RATE + DUPLICATE_RATE + 2 * RETRACTION_RATE + AMENDMENT_RATE
+        )
         n_patients = max(1, int(round(n_events / per_patient)))
     out = Path(out_dir)
     (out / "deliveries").mkdir(parents=True, exist_ok=True)
@@ -448,8 +581,9 @@ def generate(out_dir: str | Path, n_patients: int | None = None, n_events: int |
         old.unlink()
     files = [out / "deliveries" / f"delivery_{i:02d}.csv" for i in range(n_deliveries)]
     handles = [f.open("wb") for f in files]
-    truth = {name: (out / "truth" / f"{name}.csv").open("wb")
-             for name in ("patients", "trials", "noise")}
+    truth = {
+        name: (out / "truth" / f"{name}.csv").open("wb") for name in ("patients", "trials", "noise")
+    }
     n_chunks = math.ceil(n_patients / CHUNK_PATIENTS)
     rows = np.zeros(n_deliveries, np.int64)
     rec_min = np.full(n_deliveries, np.iinfo(np.int64).max)
@@ -470,29 +604,42 @@ def generate(out_dir: str | Path, n_patients: int | None = None, n_events: int |
             rng = np.random.default_rng([seed, ci, 1])
             prep = prepare_chunk(ch, rng, first_global, bounds, n_deliveries)
             n_clean += prep.n_clean
-            rec = pc.cast(pc.cast(prep.table.column("recorded_at"), pa.date32()), pa.int32()
-                          ).to_numpy(zero_copy_only=False).astype(np.int64)
+            rec = (
+                pc.cast(pc.cast(prep.table.column("recorded_at"), pa.date32()), pa.int32())
+                .to_numpy(zero_copy_only=False)
+                .astype(np.int64)
+            )
             cuts = np.searchsorted(prep.delivery, np.arange(n_deliveries + 1), side="left")
             for d in range(n_deliveries):
                 part = prep.table.slice(cuts[d], cuts[d + 1] - cuts[d])
                 _write(handles[d], part)
                 rows[d] += part.num_rows
                 if part.num_rows:
-                    r = rec[cuts[d]:cuts[d + 1]]
+                    r = rec[cuts[d] : cuts[d + 1]]
                     rec_min[d] = min(rec_min[d], int(r.min()))
                     rec_max[d] = max(rec_max[d], int(r.max()))
-            pt, tt, nt = _patients_table(ch, first_global), _trials_table(ch, first_global), prep.noise
+            pt, tt, nt = (
+                _patients_table(ch, first_global),
+                _trials_table(ch, first_global),
+                prep.noise,
+            )
             fnames = pa.array([files[i].name for i in range(n_deliveries)])
             nt = nt.add_column(1, "file", pc.take(fnames, nt.column("delivery_seq")))
-            nt = nt.take(pa.array(np.lexsort((np.arange(nt.num_rows),
-                                               nt.column("delivery_seq").to_numpy())), pa.int64()))
+            nt = nt.take(
+                pa.array(
+                    np.lexsort((np.arange(nt.num_rows), nt.column("delivery_seq").to_numpy())),
+                    pa.int64(),
+                )
+            )
             for name, tbl in (("patients", pt), ("trials", tt), ("noise", nt)):
                 if not header_done:
                     truth[name].write(_header(tbl.column_names))
                 _write(truth[name], tbl)
             header_done = True
-            for k, v in zip(*np.unique(nt.column("kind").to_numpy(zero_copy_only=False),
-                                       return_counts=True), strict=True):
+            for k, v in zip(
+                *np.unique(nt.column("kind").to_numpy(zero_copy_only=False), return_counts=True),
+                strict=True,
+            ):
                 noise_counts[str(k)] = noise_counts.get(str(k), 0) + int(v)
             progress("generate", (ci + 1) / n_chunks)
     finally:
@@ -504,12 +651,17 @@ def generate(out_dir: str | Path, n_patients: int | None = None, n_events: int |
     for d in range(n_deliveries):
         slice_from = day_iso(starts[d]) if starts[d] is not None else day_iso(FOLLOWUP_START)
         slice_to = day_iso(bounds[d] - 1) if d < n_deliveries - 1 else day_iso(FOLLOWUP_END)
-        deliveries.append({
-            "delivery_seq": d, "file": f"deliveries/{files[d].name}", "n_rows": int(rows[d]),
-            "recorded_from": slice_from, "recorded_to": slice_to,
-            "min_recorded_at": day_iso(rec_min[d]) if rows[d] else None,
-            "max_recorded_at": day_iso(rec_max[d]) if rows[d] else None,
-        })
+        deliveries.append(
+            {
+                "delivery_seq": d,
+                "file": f"deliveries/{files[d].name}",
+                "n_rows": int(rows[d]),
+                "recorded_from": slice_from,
+                "recorded_to": slice_to,
+                "min_recorded_at": day_iso(rec_min[d]) if rows[d] else None,
+                "max_recorded_at": day_iso(rec_max[d]) if rows[d] else None,
+            }
+        )
     with (out / "truth" / "deliveries.csv").open("w") as f:
         cols = list(deliveries[0])
         f.write(",".join(cols) + "\n")
@@ -517,31 +669,64 @@ def generate(out_dir: str | Path, n_patients: int | None = None, n_events: int |
             f.write(",".join("" if dl[c] is None else str(dl[c]) for c in cols) + "\n")
     n_written = int(rows.sum())
     manifest = {
-        "generator": "pipelines.generate", "generator_version": GENERATOR_VERSION,
-        "event_contract_version": 1, "seed": seed,
-        "parameters": {"n_patients": n_patients, "n_events_target": n_events,
-                       "n_deliveries": n_deliveries,
-                       "final_delivery_fraction": final_delivery_fraction,
-                       "chunk_patients": CHUNK_PATIENTS},
-        "followup_start": day_iso(FOLLOWUP_START), "followup_end": day_iso(FOLLOWUP_END),
+        "generator": "pipelines.generate",
+        "generator_version": GENERATOR_VERSION,
+        "event_contract_version": 1,
+        "seed": seed,
+        "parameters": {
+            "n_patients": n_patients,
+            "n_events_target": n_events,
+            "n_deliveries": n_deliveries,
+            "final_delivery_fraction": final_delivery_fraction,
+            "chunk_patients": CHUNK_PATIENTS,
+        },
+        "followup_start": day_iso(FOLLOWUP_START),
+        "followup_end": day_iso(FOLLOWUP_END),
         "truth_as_of": day_iso(FOLLOWUP_END),
-        "counts": {"patients": n_patients, "events_written": n_written,
-                   "clean_events": n_clean, "rows_per_delivery": [int(r) for r in rows],
-                   "noise": dict(sorted(noise_counts.items())),
-                   "expected_ingest": {
-                       "quarantined": sum(v for k, v in noise_counts.items() if k.startswith("bad_")),
-                       "duplicates": noise_counts.get("duplicate", 0),
-                       "accepted": n_written - noise_counts.get("duplicate", 0)
-                       - sum(v for k, v in noise_counts.items() if k.startswith("bad_"))}},
-        "rates": {"bad": BAD_RATE, "duplicate": DUPLICATE_RATE, "retraction": RETRACTION_RATE,
-                  "amendment": AMENDMENT_RATE, "inpatient_stay": INPATIENT_STAY_RATE,
-                  "comedication": {k: v[0] for k, v in COMED_RATES.items()}},
+        "counts": {
+            "patients": n_patients,
+            "events_written": n_written,
+            "clean_events": n_clean,
+            "rows_per_delivery": [int(r) for r in rows],
+            "noise": dict(sorted(noise_counts.items())),
+            "expected_ingest": {
+                "quarantined": sum(v for k, v in noise_counts.items() if k.startswith("bad_")),
+                "duplicates": noise_counts.get("duplicate", 0),
+                "accepted": n_written
+                - noise_counts.get("duplicate", 0)
+                - sum(v for k, v in noise_counts.items() if k.startswith("bad_")),
+            },
+        },
+        "rates": {
+            "bad": BAD_RATE,
+            "duplicate": DUPLICATE_RATE,
+            "retraction": RETRACTION_RATE,
+            "amendment": AMENDMENT_RATE,
+            "inpatient_stay": INPATIENT_STAY_RATE,
+            "comedication": {k: v[0] for k, v in COMED_RATES.items()},
+        },
         "condition_shares": CONDITION_SHARES,
-        "archetypes": [{"condition": a.condition, "archetype": a.name, "share_in_condition": a.share,
-                        "trial_kinds": list(a.kinds), "expected_status": a.expected_status,
-                        "expected_flags": a.flags or None} for a in ARCHETYPES],
+        "archetypes": [
+            {
+                "condition": a.condition,
+                "archetype": a.name,
+                "share_in_condition": a.share,
+                "trial_kinds": list(a.kinds),
+                "expected_status": a.expected_status,
+                "expected_flags": a.flags or None,
+            }
+            for a in ARCHETYPES
+        ],
         "deliveries": deliveries,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return GenerateResult(out, n_patients, n_written, n_clean, n_deliveries, files,
-                          dict(sorted(noise_counts.items())), manifest)
+    return GenerateResult(
+        out,
+        n_patients,
+        n_written,
+        n_clean,
+        n_deliveries,
+        files,
+        dict(sorted(noise_counts.items())),
+        manifest,
+    )

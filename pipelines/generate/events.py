@@ -13,16 +13,61 @@ import pyarrow.compute as pc
 
 # Canonical event contract v1 (schemas/events/v1.yaml), in file order.
 COLUMNS = [
-    "event_id", "patient_id", "event_type", "occurred_at", "recorded_at", "source",
-    "drug", "drug_code", "drug_system", "drug_class", "condition", "dose", "dose_unit",
-    "days_supply", "quantity", "route", "regimen", "cycle", "reason", "criteria", "response",
-    "measure", "value", "unit", "period_days", "setting", "condition_code", "condition_system",
-    "revised_to", "subtype", "procedure", "target_event_id",
+    "event_id",
+    "patient_id",
+    "event_type",
+    "occurred_at",
+    "recorded_at",
+    "source",
+    "drug",
+    "drug_code",
+    "drug_system",
+    "drug_class",
+    "condition",
+    "dose",
+    "dose_unit",
+    "days_supply",
+    "quantity",
+    "route",
+    "regimen",
+    "cycle",
+    "reason",
+    "criteria",
+    "response",
+    "measure",
+    "value",
+    "unit",
+    "period_days",
+    "setting",
+    "condition_code",
+    "condition_system",
+    "revised_to",
+    "subtype",
+    "procedure",
+    "target_event_id",
 ]
 STR_COLS = [
-    "event_type", "source", "drug", "drug_code", "drug_system", "drug_class", "condition",
-    "dose_unit", "route", "regimen", "reason", "criteria", "response", "measure", "unit",
-    "setting", "condition_code", "condition_system", "revised_to", "subtype", "procedure",
+    "event_type",
+    "source",
+    "drug",
+    "drug_code",
+    "drug_system",
+    "drug_class",
+    "condition",
+    "dose_unit",
+    "route",
+    "regimen",
+    "reason",
+    "criteria",
+    "response",
+    "measure",
+    "unit",
+    "setting",
+    "condition_code",
+    "condition_system",
+    "revised_to",
+    "subtype",
+    "procedure",
 ]
 INT_COLS = ["days_supply", "cycle", "period_days"]
 FLOAT_COLS = ["dose", "quantity", "value"]
@@ -121,7 +166,7 @@ class EventBuffer:
         for b in self.blocks:
             m = len(b["pat"])
             for k, v in b.items():
-                out[k][pos:pos + m] = v
+                out[k][pos : pos + m] = v
             pos += m
         return out
 
@@ -143,8 +188,12 @@ def _num_col(values: np.ndarray, integer: bool) -> pa.Array:
     return arr.cast(pa.string())
 
 
-def render(cols: dict[str, np.ndarray], event_id: pa.Array, patient_id: pa.Array,
-           target_event_id: pa.Array | None = None) -> pa.Table:
+def render(
+    cols: dict[str, np.ndarray],
+    event_id: pa.Array,
+    patient_id: pa.Array,
+    target_event_id: pa.Array | None = None,
+) -> pa.Table:
     """All-string Arrow table in contract order (dates ISO, numbers shortest form, null = empty)."""
     n = len(cols["day"])
     arrays: dict[str, pa.Array] = {}
@@ -155,8 +204,11 @@ def render(cols: dict[str, np.ndarray], event_id: pa.Array, patient_id: pa.Array
             arrays[c] = patient_id
         elif c in ("occurred_at", "recorded_at"):
             key = "day" if c == "occurred_at" else "rec_day"
-            arrays[c] = pa.array(cols[key].astype(np.int32), type=pa.int32()).cast(
-                pa.date32()).cast(pa.string())
+            arrays[c] = (
+                pa.array(cols[key].astype(np.int32), type=pa.int32())
+                .cast(pa.date32())
+                .cast(pa.string())
+            )
         elif c in STR_COLS:
             arrays[c] = _str_col(cols[c])
         elif c in NUM_COLS:

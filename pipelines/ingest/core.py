@@ -154,27 +154,48 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
-def ingest(paths: Sequence[Path | str], cfg: Config, *, converted: Sequence[ConvertedInput] = (),
-           ingest_time: datetime | None = None, progress: Progress | None = None) -> IngestResult:
+def ingest(
+    paths: Sequence[Path | str],
+    cfg: Config,
+    *,
+    converted: Sequence[ConvertedInput] = (),
+    ingest_time: datetime | None = None,
+    progress: Progress | None = None,
+) -> IngestResult:
     """Ingest files (and adapter outputs) as one batch. Takes the warehouse lock."""
     wh = Warehouse.from_config(cfg)
     wh.ensure()
     with wh.lock(cfg.run.lock_timeout_seconds):
-        return _ingest_locked(wh, [Path(p) for p in paths], cfg, list(converted),
-                              ingest_time or _utcnow(), progress or (lambda s, f: None))
+        return _ingest_locked(
+            wh,
+            [Path(p) for p in paths],
+            cfg,
+            list(converted),
+            ingest_time or _utcnow(),
+            progress or (lambda s, f: None),
+        )
 
 
-def _ingest_locked(wh: Warehouse, paths: list[Path], cfg: Config,
-                   converted: list[ConvertedInput], ingest_time: datetime,
-                   progress: Progress) -> IngestResult:
+def _ingest_locked(
+    wh: Warehouse,
+    paths: list[Path],
+    cfg: Config,
+    converted: list[ConvertedInput],
+    ingest_time: datetime,
+    progress: Progress,
+) -> IngestResult:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     contract = load_contract()
     wh.sweep_uncommitted()
     manifests = wh.committed_manifests()
     # a file counts as ingested once any of its rows reached the log
-    seen_hashes = {f["sha256"]: m["batch_id"] for m in manifests for f in m["files"]
-                   if f["status"] == "accepted" or (f["status"] == "gate_failed" and f["accepted"])}
+    seen_hashes = {
+        f["sha256"]: m["batch_id"]
+        for m in manifests
+        for f in m["files"]
+        if f["status"] == "accepted" or (f["status"] == "gate_failed" and f["accepted"])
+    }
 
     progress("discover", 0.0)
     files = discover(paths, cfg.ingest.file_globs, cfg.ingest.recursive) if paths else []
@@ -184,9 +205,17 @@ def _ingest_locked(wh: Warehouse, paths: list[Path], cfg: Config,
         try:
             inputs.append((describe_file(p), None))
         except FileRejected as e:
-            reports.append(FileReport(path=str(p), sha256="", format="?", size_bytes=p.stat().st_size,
-                                      status="rejected", message=e.message,
-                                      reasons={e.reason_code: 1}))
+            reports.append(
+                FileReport(
+                    path=str(p),
+                    sha256="",
+                    format="?",
+                    size_bytes=p.stat().st_size,
+                    status="rejected",
+                    message=e.message,
+                    reasons={e.reason_code: 1},
+                )
+            )
     for c in converted:
         inputs.append((c.describe(), c))
     timings["hash"] = time.perf_counter() - t0
@@ -195,10 +224,17 @@ def _ingest_locked(wh: Warehouse, paths: list[Path], cfg: Config,
     batch_hashes: set[str] = set()
     for f, c in inputs:
         if f.sha256 in seen_hashes or f.sha256 in batch_hashes:
-            reports.append(FileReport(path=f.display_path, sha256=f.sha256, format=f.fmt,
-                                      size_bytes=f.size_bytes, status="already_ingested",
-                                      message=f"identical file already ingested in batch "
-                                              f"{seen_hashes.get(f.sha256, 'this batch')}"))
+            reports.append(
+                FileReport(
+                    path=f.display_path,
+                    sha256=f.sha256,
+                    format=f.fmt,
+                    size_bytes=f.size_bytes,
+                    status="already_ingested",
+                    message=f"identical file already ingested in batch "
+                    f"{seen_hashes.get(f.sha256, 'this batch')}",
+                )
+            )
         else:
             batch_hashes.add(f.sha256)
             todo.append((f, c))
@@ -212,16 +248,34 @@ def _ingest_locked(wh: Warehouse, paths: list[Path], cfg: Config,
 
     con = connect(cfg, wh=wh, memory_limit=cfg.ingest.memory_limit)
     try:
-        result = _run_batch(con, wh, cfg, contract, batch_id, first_seq, todo, reports,
-                            ingest_time, progress, timings)
+        result = _run_batch(
+            con,
+            wh,
+            cfg,
+            contract,
+            batch_id,
+            first_seq,
+            todo,
+            reports,
+            ingest_time,
+            progress,
+            timings,
+        )
     finally:
         con.close()
     result.timings["total"] = time.perf_counter() - t0
     result.peak_rss_mb = _peak_rss_mb()
-    log.info("ingest.batch_done", batch_id=batch_id, rows_read=result.rows_read,
-             accepted=result.accepted, quarantined=result.quarantined,
-             duplicates=result.duplicates, reconciled=result.reconciled,
-             gate_passed=result.gate_passed, seconds=round(result.timings["total"], 2))
+    log.info(
+        "ingest.batch_done",
+        batch_id=batch_id,
+        rows_read=result.rows_read,
+        accepted=result.accepted,
+        quarantined=result.quarantined,
+        duplicates=result.duplicates,
+        reconciled=result.reconciled,
+        gate_passed=result.gate_passed,
+        seconds=round(result.timings["total"], 2),
+    )
     return result
 
 
@@ -238,10 +292,19 @@ def _q(s: str) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
-def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contract: Contract,
-               batch_id: int, first_seq: int, todo: list[tuple[InputFile, ConvertedInput | None]],
-               reports: list[FileReport], ingest_time: datetime, progress: Progress,
-               timings: dict[str, float]) -> IngestResult:
+def _run_batch(
+    con: duckdb.DuckDBPyConnection,
+    wh: Warehouse,
+    cfg: Config,
+    contract: Contract,
+    batch_id: int,
+    first_seq: int,
+    todo: list[tuple[InputFile, ConvertedInput | None]],
+    reports: list[FileReport],
+    ingest_time: datetime,
+    progress: Progress,
+    timings: dict[str, float],
+) -> IngestResult:
     """One batch. A single wide table, ``checked``, holds every parsed row (typed, hashed, with
     its reasons and outcome); everything after builds small tables of the rare rows that need
     more (helpers, duplicates, conflicts) and updates them in place, so 10M-row batches are
@@ -258,9 +321,14 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
     created = False
     for idx, (f, conv) in enumerate(todo):
         progress(f"read {Path(f.display_path).name}", idx / max(len(todo), 1))
-        rep = FileReport(path=f.display_path, sha256=f.sha256, format=f.fmt,
-                         size_bytes=f.size_bytes, status="accepted",
-                         adapter=(conv.report if conv else None))
+        rep = FileReport(
+            path=f.display_path,
+            sha256=f.sha256,
+            format=f.fmt,
+            size_bytes=f.size_bytes,
+            status="accepted",
+            adapter=(conv.report if conv else None),
+        )
         file_reports[idx] = rep
         try:
             raw = load_raw(con, f, f"raw_{idx}", contract, cfg.ingest.csv_delimiter)
@@ -272,21 +340,31 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
         raw_tables[idx] = raw
         rep.rows_read = raw.rows + raw.malformed
         rep.malformed = raw.malformed
-        select = _checked_select(stage_select(raw, idx, f.display_path, contract, f.fmt == "jsonl"),
-                                 contract, cfg, ingest_time, reasons_sql)
+        select = _checked_select(
+            stage_select(raw, idx, f.display_path, contract, f.fmt == "jsonl"),
+            contract,
+            cfg,
+            ingest_time,
+            reasons_sql,
+        )
         con.execute(("INSERT INTO checked " if created else "CREATE TABLE checked AS ") + select)
         created = True
     if not created:
-        con.execute("CREATE TABLE checked AS " + _checked_select(
-            _empty_stage(contract), contract, cfg, ingest_time, reasons_sql))
+        con.execute(
+            "CREATE TABLE checked AS "
+            + _checked_select(_empty_stage(contract), contract, cfg, ingest_time, reasons_sql)
+        )
     # constants per batch/file are not stored per row; this view adds them back
     names = {i: f.display_path for i, (f, _c) in enumerate(todo)}
-    file_case = ("CASE _file_idx " + " ".join(f"WHEN {i} THEN {_q(n)}" for i, n in names.items())
-                 + " END") if names else "NULL"
+    file_case = (
+        ("CASE _file_idx " + " ".join(f"WHEN {i} THEN {_q(n)}" for i, n in names.items()) + " END")
+        if names
+        else "NULL"
+    )
     con.execute(f"""
         CREATE VIEW staged AS
         SELECT * REPLACE (coalesce(source_file, {file_case}) AS source_file),
-               CAST({_q(ingest_time.isoformat(sep=' '))} AS TIMESTAMP) AS ingested_at
+               CAST({_q(ingest_time.isoformat(sep=" "))} AS TIMESTAMP) AS ingested_at
         FROM checked
     """)
     timings["read_normalise"] = time.perf_counter() - tick
@@ -304,8 +382,10 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
     for idx, failing in gate.failed_files.items():
         rep = file_reports[idx]
         rep.status = "gate_failed"
-        rep.failed_checks = [f"{c.suite}.{c.reason_code} ({c.failed}/{c.in_scope} failed, "
-                             f"mostly={c.mostly})" for c in failing]
+        rep.failed_checks = [
+            f"{c.suite}.{c.reason_code} ({c.failed}/{c.in_scope} failed, mostly={c.mostly})"
+            for c in failing
+        ]
         rep.message = "quality gate failed: " + "; ".join(rep.failed_checks)
         log.warning("ingest.gate_failed", file=rep.path, checks=len(failing))
     timings["quality"] = time.perf_counter() - tick
@@ -333,8 +413,12 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
     progress("write", 0.0)
     n_acc = con.execute("SELECT count(*) FROM checked WHERE outcome = 'accepted'").fetchone()[0]
     # ingest_seq = file base + line: unique and in arrival order without sorting the batch
-    spans = {i: (lo, hi) for i, lo, hi in con.execute(
-        "SELECT _file_idx, min(_row), max(_row) FROM checked GROUP BY ALL").fetchall()}
+    spans = {
+        i: (lo, hi)
+        for i, lo, hi in con.execute(
+            "SELECT _file_idx, min(_row), max(_row) FROM checked GROUP BY ALL"
+        ).fetchall()
+    }
     offsets: dict[int, int] = {}
     nxt = first_seq
     for idx in sorted(spans):
@@ -342,12 +426,26 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
         offsets[idx] = nxt - int(lo)
         nxt += int(hi) - int(lo) + 1
     last_seq = nxt - 1
-    seq_expr = ("CASE _file_idx " + " ".join(
-        f"WHEN {i} THEN _row + ({o})" for i, o in offsets.items()) + " END") if offsets else "NULL"
-    q_path, d_path = _write_quarantine_and_duplicates(con, wh, batch_id, todo, raw_tables,
-                                                       ingest_time, converted_quarantine=[
-                                                           (i, c) for i, (f, c) in enumerate(todo)
-                                                           if c is not None and c.quarantine_path])
+    seq_expr = (
+        (
+            "CASE _file_idx "
+            + " ".join(f"WHEN {i} THEN _row + ({o})" for i, o in offsets.items())
+            + " END"
+        )
+        if offsets
+        else "NULL"
+    )
+    q_path, d_path = _write_quarantine_and_duplicates(
+        con,
+        wh,
+        batch_id,
+        todo,
+        raw_tables,
+        ingest_time,
+        converted_quarantine=[
+            (i, c) for i, (f, c) in enumerate(todo) if c is not None and c.quarantine_path
+        ],
+    )
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     for raw in raw_tables.values():  # originals are in the quarantine now; free the memory
         con.execute(f"DROP {'VIEW' if raw.table in views else 'TABLE'} {raw.table}")
@@ -370,9 +468,14 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
     docs_dir = wh.quality_dir / f"batch={batch_id:06d}"
     docs_dir_tmp.mkdir(parents=True, exist_ok=True)
     all_reports = reports + [file_reports[i] for i in sorted(file_reports)]
-    runner.render_data_docs(docs_dir_tmp / "data_docs.html", batch_id=batch_id,
-                            files=[file_reports[i].to_dict() for i in sorted(file_reports)],
-                            counts=counts, suites=suites, gx_results=gx_results)
+    runner.render_data_docs(
+        docs_dir_tmp / "data_docs.html",
+        batch_id=batch_id,
+        files=[file_reports[i].to_dict() for i in sorted(file_reports)],
+        counts=counts,
+        suites=suites,
+        gx_results=gx_results,
+    )
     if gx_results is not None:
         runner.dump_json(docs_dir_tmp / "gx_validation.json", gx_results)
     runner.dump_json(docs_dir_tmp / "check_counts.json", [asdict(c) for c in counts])
@@ -408,20 +511,24 @@ def _run_batch(con: duckdb.DuckDBPyConnection, wh: Warehouse, cfg: Config, contr
         },
         "reconciled": all(r.reconciled for r in all_reports),
         "gate_passed": all(r.status in ("accepted", "already_ingested") for r in all_reports),
-        "quality_checks": {f"{c.suite}.{c.reason_code}": c.failed
-                           for c in _sum_counts(counts)},
+        "quality_checks": {f"{c.suite}.{c.reason_code}": c.failed for c in _sum_counts(counts)},
         "parameters": cfg.to_dict(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     atomic_write_json(wh.manifest_path(batch_id), manifest)
     fault_point("ingest.after_manifest")
-    return IngestResult(batch_id=batch_id, files=all_reports,
-                        manifest_path=wh.manifest_path(batch_id),
-                        data_docs_path=docs_dir / "data_docs.html", timings=timings)
+    return IngestResult(
+        batch_id=batch_id,
+        files=all_reports,
+        manifest_path=wh.manifest_path(batch_id),
+        data_docs_path=docs_dir / "data_docs.html",
+        timings=timings,
+    )
 
 
-def _checked_select(stage_sql: str, contract: Contract, cfg: Config, ingest_time: datetime,
-                    reasons_sql: str) -> str:
+def _checked_select(
+    stage_sql: str, contract: Contract, cfg: Config, ingest_time: datetime, reasons_sql: str
+) -> str:
     """Normalised rows + family, source default, content hash, derived ids, helper columns
     (NULL until _apply_helper_rules), reasons and the initial outcome: one projection."""
     default_source = _q(cfg.ingest.default_source) if cfg.ingest.default_source else "NULL"
@@ -438,7 +545,7 @@ def _checked_select(stage_sql: str, contract: Contract, cfg: Config, ingest_time
                 FROM (
                     SELECT * REPLACE (coalesce(source, {default_source}) AS source),
                            {family_case(contract)} AS family,
-                           CAST({_q(ingest_time.isoformat(sep=' '))} AS TIMESTAMP) AS ingested_at,
+                           CAST({_q(ingest_time.isoformat(sep=" "))} AS TIMESTAMP) AS ingested_at,
                            CAST(NULL AS TIMESTAMP) AS _first_drug_event_at,
                            CAST(NULL AS VARCHAR) AS _target_patient_id
                     FROM ({stage_sql})
@@ -454,8 +561,9 @@ def _sum_counts(counts: list[runner.CheckCount]) -> list[runner.CheckCount]:
         k = (c.suite, c.reason_code)
         if k in acc:
             p = acc[k]
-            acc[k] = runner.CheckCount(-1, c.suite, c.reason_code, p.in_scope + c.in_scope,
-                                       p.failed + c.failed, c.mostly)
+            acc[k] = runner.CheckCount(
+                -1, c.suite, c.reason_code, p.in_scope + c.in_scope, p.failed + c.failed, c.mostly
+            )
         else:
             acc[k] = runner.CheckCount(-1, c.suite, c.reason_code, c.in_scope, c.failed, c.mostly)
     return [acc[k] for k in sorted(acc)]
@@ -475,10 +583,14 @@ def _storage_select(name: str, contract: Contract, batch_id: int, seq_expr: str)
 
 
 def _empty_stage(contract: Contract) -> str:
-    cols = ", ".join(f"CAST(NULL AS {c.duckdb_type}) AS {c.name}" for c in contract.contract_columns)
-    return (f"SELECT CAST(NULL AS INTEGER) AS _file_idx, CAST(NULL AS BIGINT) AS _row, {cols}, "
-            "CAST([] AS VARCHAR[]) AS _parse_errors, CAST(NULL AS VARCHAR) AS source_file, "
-            "CAST(NULL AS BIGINT) AS source_row, CAST(NULL AS VARCHAR) AS extra WHERE false")
+    cols = ", ".join(
+        f"CAST(NULL AS {c.duckdb_type}) AS {c.name}" for c in contract.contract_columns
+    )
+    return (
+        f"SELECT CAST(NULL AS INTEGER) AS _file_idx, CAST(NULL AS BIGINT) AS _row, {cols}, "
+        "CAST([] AS VARCHAR[]) AS _parse_errors, CAST(NULL AS VARCHAR) AS source_file, "
+        "CAST(NULL AS BIGINT) AS source_row, CAST(NULL AS VARCHAR) AS extra WHERE false"
+    )
 
 
 def _log_relation(log_files: list[Path], columns: str) -> str:
@@ -486,28 +598,35 @@ def _log_relation(log_files: list[Path], columns: str) -> str:
     return f"(SELECT {columns} FROM read_parquet({files}))"
 
 
-def _apply_helper_rules(con: duckdb.DuckDBPyConnection, log_files: list[Path],
-                        reasons_sql: str) -> None:
+def _apply_helper_rules(
+    con: duckdb.DuckDBPyConnection, log_files: list[Path], reasons_sql: str
+) -> None:
     """Fill the helper columns the clinical rules need (quality/rules.yaml) for the few rows
     concerned (stops, corrections), from this batch and the log, and re-check those rows."""
-    stops = ("SELECT DISTINCT patient_id, drug FROM checked "
-             "WHERE event_type = 'stopped' AND drug IS NOT NULL")
+    stops = (
+        "SELECT DISTINCT patient_id, drug FROM checked "
+        "WHERE event_type = 'stopped' AND drug IS NOT NULL"
+    )
     first_sources = [
         "SELECT patient_id, drug, occurred_at FROM checked WHERE family = 'therapy' "
         "AND event_type <> 'stopped' AND drug IS NOT NULL AND occurred_at IS NOT NULL"
     ]
     target_sources = ["SELECT source, event_id, patient_id FROM checked"]
     if log_files:
-        lg = _log_relation(log_files, "patient_id, drug, occurred_at, family, event_type, source, event_id")
-        first_sources.append(f"SELECT patient_id, drug, occurred_at FROM {lg} "
-                             "WHERE family = 'therapy' AND event_type <> 'stopped'")
+        lg = _log_relation(
+            log_files, "patient_id, drug, occurred_at, family, event_type, source, event_id"
+        )
+        first_sources.append(
+            f"SELECT patient_id, drug, occurred_at FROM {lg} "
+            "WHERE family = 'therapy' AND event_type <> 'stopped'"
+        )
         target_sources.append(f"SELECT source, event_id, patient_id FROM {lg}")
     con.execute(f"""
         CREATE TABLE helper_values AS
         WITH stop_pairs AS ({stops}),
         first_events AS (
             SELECT f.patient_id, f.drug, min(f.occurred_at) AS first_at
-            FROM ({' UNION ALL '.join(first_sources)}) f
+            FROM ({" UNION ALL ".join(first_sources)}) f
             SEMI JOIN stop_pairs s ON f.patient_id = s.patient_id AND f.drug = s.drug
             GROUP BY ALL
         ),
@@ -516,7 +635,7 @@ def _apply_helper_rules(con: duckdb.DuckDBPyConnection, log_files: list[Path],
         ),
         targets AS (
             SELECT t.source, t.event_id, any_value(t.patient_id) AS target_patient_id
-            FROM ({' UNION ALL '.join(target_sources)}) t
+            FROM ({" UNION ALL ".join(target_sources)}) t
             SEMI JOIN wanted_targets w
               ON t.event_id = w.target_event_id AND t.source IS NOT DISTINCT FROM w.source
             GROUP BY ALL
@@ -550,8 +669,9 @@ def _apply_helper_rules(con: duckdb.DuckDBPyConnection, log_files: list[Path],
     con.execute("DROP TABLE helper_values")
 
 
-def _resolve_duplicates(con: duckdb.DuckDBPyConnection, log_files: list[Path],
-                        contract: Contract) -> None:
+def _resolve_duplicates(
+    con: duckdb.DuckDBPyConnection, log_files: list[Path], contract: Contract
+) -> None:
     """(source, event_id) seen before: same content = duplicate, different content = conflict
     (quarantined with a reference to the other version). Against the log and within the batch;
     only the rows whose key is not unique are ever ranked."""
@@ -567,8 +687,10 @@ def _resolve_duplicates(con: duckdb.DuckDBPyConnection, log_files: list[Path],
               ON l.event_id = c.event_id AND l.source IS NOT DISTINCT FROM c.source
         """)
     else:
-        con.execute("CREATE TABLE log_keys (source VARCHAR, event_id VARCHAR, content_hash VARCHAR, "
-                    "batch_id BIGINT, ingest_seq BIGINT)")
+        con.execute(
+            "CREATE TABLE log_keys (source VARCHAR, event_id VARCHAR, content_hash VARCHAR, "
+            "batch_id BIGINT, ingest_seq BIGINT)"
+        )
     con.execute(f"""
         CREATE TABLE resolution AS
         WITH repeated AS (
@@ -613,9 +735,13 @@ def _resolve_duplicates(con: duckdb.DuckDBPyConnection, log_files: list[Path],
 
 
 def _write_quarantine_and_duplicates(
-        con: duckdb.DuckDBPyConnection, wh: Warehouse, batch_id: int,
-        todo: list[tuple[InputFile, ConvertedInput | None]], raw_tables: dict[int, Any],
-        ingest_time: datetime, converted_quarantine: list[tuple[int, ConvertedInput]],
+    con: duckdb.DuckDBPyConnection,
+    wh: Warehouse,
+    batch_id: int,
+    todo: list[tuple[InputFile, ConvertedInput | None]],
+    raw_tables: dict[int, Any],
+    ingest_time: datetime,
+    converted_quarantine: list[tuple[int, ConvertedInput]],
 ) -> tuple[Path | None, Path | None]:
     # original rows: JSON of the raw text row (JSON Lines: the line itself)
     parts = []
@@ -624,8 +750,10 @@ def _write_quarantine_and_duplicates(
         if fmt == "jsonl":
             orig = "r._json"
         else:
-            struct = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': r.\"{c.replace(chr(34), chr(34) * 2)}\""
-                               for c in raw.columns)
+            struct = ", ".join(
+                f"'{c.replace(chr(39), chr(39) * 2)}': r.\"{c.replace(chr(34), chr(34) * 2)}\""
+                for c in raw.columns
+            )
             orig = f"CAST(to_json({{{struct}}}) AS VARCHAR)"
         parts.append(f"""
             SELECT q._file_idx, q._row, q.source_file, q.source_row, q.event_id, q.patient_id,
@@ -650,9 +778,11 @@ def _write_quarantine_and_duplicates(
     if parts:
         con.execute("CREATE TABLE quarantine AS " + " UNION ALL BY NAME ".join(parts))
     else:
-        con.execute("CREATE TABLE quarantine (_file_idx INTEGER, _row BIGINT, source_file VARCHAR, "
-                    "source_row BIGINT, event_id VARCHAR, patient_id VARCHAR, event_type VARCHAR, "
-                    "reasons VARCHAR[], conflict_with VARCHAR, original VARCHAR)")
+        con.execute(
+            "CREATE TABLE quarantine (_file_idx INTEGER, _row BIGINT, source_file VARCHAR, "
+            "source_row BIGINT, event_id VARCHAR, patient_id VARCHAR, event_type VARCHAR, "
+            "reasons VARCHAR[], conflict_with VARCHAR, original VARCHAR)"
+        )
     n_q = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
     if n_q:
         q_path = wh.quarantine_dir / f"batch={batch_id:06d}.parquet"
@@ -660,7 +790,7 @@ def _write_quarantine_and_duplicates(
         con.execute(f"""
             COPY (SELECT CAST({batch_id} AS BIGINT) AS batch_id, source_file, source_row, event_id, patient_id,
                          event_type, reasons, conflict_with, original,
-                         CAST({_q(ingest_time.isoformat(sep=' '))} AS TIMESTAMP) AS quarantined_at
+                         CAST({_q(ingest_time.isoformat(sep=" "))} AS TIMESTAMP) AS quarantined_at
                   FROM quarantine ORDER BY _file_idx, source_row NULLS LAST, _row)
             TO {_q(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
         """)
@@ -679,8 +809,11 @@ def _write_quarantine_and_duplicates(
     return q_path, d_path
 
 
-def _fill_file_counts(con: duckdb.DuckDBPyConnection, reps: dict[int, FileReport],
-                      todo: list[tuple[InputFile, ConvertedInput | None]]) -> None:
+def _fill_file_counts(
+    con: duckdb.DuckDBPyConnection,
+    reps: dict[int, FileReport],
+    todo: list[tuple[InputFile, ConvertedInput | None]],
+) -> None:
     for idx, outcome, n in con.execute(
         "SELECT _file_idx, outcome, count(*) FROM checked GROUP BY ALL"
     ).fetchall():
@@ -705,13 +838,17 @@ def _fill_file_counts(con: duckdb.DuckDBPyConnection, reps: dict[int, FileReport
         if conv is not None and idx in reps:
             n_src_q = con.execute(
                 "SELECT count(*) FROM quarantine WHERE _file_idx = ? AND _row IS NULL "
-                "AND reasons <> ['malformed_row']", [idx]).fetchone()[0]
+                "AND reasons <> ['malformed_row']",
+                [idx],
+            ).fetchone()[0]
             rep = reps[idx]
             rep.adapter = dict(rep.adapter or {})
             rep.adapter["source_records_quarantined"] = n_src_q
-            rep.adapter["note"] = ("rows_read counts canonical events produced by the adapter; "
-                                   "unmappable source records are in the quarantine too and "
-                                   "reconcile in the adapter report")
+            rep.adapter["note"] = (
+                "rows_read counts canonical events produced by the adapter; "
+                "unmappable source records are in the quarantine too and "
+                "reconcile in the adapter report"
+            )
 
 
 def manifest_summary(manifest: dict[str, Any]) -> str:

@@ -48,9 +48,11 @@ def typed_expr(col: Column, text: str) -> tuple[str, str | None]:
     elif col.type == "number":
         typed = f"try_cast({v} AS DOUBLE)"
     elif col.type == "integer":
-        typed = (f"coalesce(try_cast({v} AS BIGINT), CASE WHEN try_cast({v} AS DOUBLE) "
-                 f"= floor(try_cast({v} AS DOUBLE)) AND abs(try_cast({v} AS DOUBLE)) < 1e15 "
-                 f"THEN CAST(try_cast({v} AS DOUBLE) AS BIGINT) END)")
+        typed = (
+            f"coalesce(try_cast({v} AS BIGINT), CASE WHEN try_cast({v} AS DOUBLE) "
+            f"= floor(try_cast({v} AS DOUBLE)) AND abs(try_cast({v} AS DOUBLE)) < 1e15 "
+            f"THEN CAST(try_cast({v} AS DOUBLE) AS BIGINT) END)"
+        )
     elif col.type == "boolean":
         typed = f"try_cast({v} AS BOOLEAN)"
     else:  # pragma: no cover - guarded by the contract loader
@@ -59,8 +61,9 @@ def typed_expr(col: Column, text: str) -> tuple[str, str | None]:
     return typed, err
 
 
-def stage_select(raw: RawTable, file_idx: int, display_path: str, contract: Contract,
-                 jsonl: bool) -> str:
+def stage_select(
+    raw: RawTable, file_idx: int, display_path: str, contract: Contract, jsonl: bool
+) -> str:
     """SELECT producing typed contract columns + provenance + ``_parse_errors`` + ``extra``."""
     by_lower: dict[str, str] = {}
     for name in raw.columns:
@@ -78,8 +81,11 @@ def stage_select(raw: RawTable, file_idx: int, display_path: str, contract: Cont
         selects.append(f"{typed} AS {col.name}")
         if err:
             errors.append(err)
-    err_list = ("list_filter([" + ", ".join(errors) + "], lambda x: x IS NOT NULL)"
-                if errors else "CAST([] AS VARCHAR[])")
+    err_list = (
+        "list_filter([" + ", ".join(errors) + "], lambda x: x IS NOT NULL)"
+        if errors
+        else "CAST([] AS VARCHAR[])"
+    )
     selects.append(f"{err_list} AS _parse_errors")
 
     # provenance: adapters name the original file and row; otherwise this file and line
@@ -97,9 +103,13 @@ def stage_select(raw: RawTable, file_idx: int, display_path: str, contract: Cont
     parts: list[str] = []
     if jsonl:
         if unknown:
-            drop = "{" + ", ".join(
-                f"{_json_key(n)}: null" for n in raw.columns if n.strip().lower() in known
-            ) + "}"
+            drop = (
+                "{"
+                + ", ".join(
+                    f"{_json_key(n)}: null" for n in raw.columns if n.strip().lower() in known
+                )
+                + "}"
+            )
             parts.append(f"json_merge_patch(_json, {_q(drop)})")
     elif unknown:
         struct = ", ".join(f"{_q(n)}: raw.{_ident(n)}" for n in unknown)
@@ -110,7 +120,11 @@ def stage_select(raw: RawTable, file_idx: int, display_path: str, contract: Cont
     if not parts:
         extra = "CAST(NULL AS VARCHAR)"
     else:
-        merged = parts[0] if len(parts) == 1 else f"json_merge_patch({parts[0]}, coalesce({parts[1]}, '{{}}'))"
+        merged = (
+            parts[0]
+            if len(parts) == 1
+            else f"json_merge_patch({parts[0]}, coalesce({parts[1]}, '{{}}'))"
+        )
         extra = f"nullif(CAST({merged} AS VARCHAR), '{{}}')"
     selects.append(f"{extra} AS extra")
     return "SELECT\n  " + ",\n  ".join(selects) + f"\nFROM {raw.table} AS raw"

@@ -69,7 +69,9 @@ def detect_format(path: Path) -> str:
         return "jsonl"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
-    raise FileRejected("unknown_format", f"{path}: unknown file type (expected CSV, JSON Lines or Parquet)")
+    raise FileRejected(
+        "unknown_format", f"{path}: unknown file type (expected CSV, JSON Lines or Parquet)"
+    )
 
 
 def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
@@ -87,8 +89,10 @@ def discover(paths: list[Path], globs: list[str], recursive: bool = True) -> lis
         if p.is_dir():
             it = p.rglob("*") if recursive else p.glob("*")
             for f in it:
-                if f.is_file() and not f.name.startswith(".") and any(
-                    fnmatch.fnmatch(f.name.lower(), g) for g in globs
+                if (
+                    f.is_file()
+                    and not f.name.startswith(".")
+                    and any(fnmatch.fnmatch(f.name.lower(), g) for g in globs)
                 ):
                     found.add(f)
         elif p.is_file():
@@ -116,8 +120,13 @@ def _ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
-def load_raw(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, contract: Contract,
-             delimiter: str = ",") -> RawTable:
+def load_raw(
+    con: duckdb.DuckDBPyConnection,
+    f: InputFile,
+    table: str,
+    contract: Contract,
+    delimiter: str = ",",
+) -> RawTable:
     if f.size_bytes == 0:
         raise FileRejected("empty_file", f"{f.name}: the file is empty")
     loader = {"csv": _load_csv, "jsonl": _load_jsonl, "parquet": _load_parquet}[f.fmt]
@@ -126,8 +135,9 @@ def load_raw(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, contract:
         raise FileRejected("empty_file", f"{f.name}: the file has no data rows")
     if f.fmt != "jsonl":
         present = {c.strip().lower() for c in raw.columns}
-        missing = [c.name for c in contract.envelope if "all" in c.required_for
-                   and c.name not in present]
+        missing = [
+            c.name for c in contract.envelope if "all" in c.required_for and c.name not in present
+        ]
         if missing:
             raise FileRejected(
                 "missing_required_column",
@@ -143,7 +153,9 @@ def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimite
     try:
         header = _read_csv_header(f.path, delimiter)
     except (UnicodeDecodeError, csv.Error, OSError) as e:
-        raise FileRejected("unreadable_file", f"{f.name}: cannot read the CSV header ({_short(e)})") from e
+        raise FileRejected(
+            "unreadable_file", f"{f.name}: cannot read the CSV header ({_short(e)})"
+        ) from e
     if header is None:
         raise FileRejected("empty_file", f"{f.name}: the file is empty")
     names = [str(h).strip() if h is not None else "" for h in header]
@@ -160,13 +172,14 @@ def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimite
         )
     except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
         raise FileRejected("unreadable_file", f"{f.name}: cannot read as CSV ({_short(e)})") from e
-    rejected_lines = con.execute(
-        f"SELECT count(DISTINCT line) FROM {rej_err}"
-    ).fetchone()[0]
+    rejected_lines = con.execute(f"SELECT count(DISTINCT line) FROM {rej_err}").fetchone()[0]
     parsed = con.execute(f"SELECT count(*) FROM {table}_parsed").fetchone()[0]
     if parsed == 0 and rejected_lines > 0:
-        raise FileRejected("unreadable_file", f"{f.name}: no line could be parsed as CSV "
-                           f"({rejected_lines} malformed lines; wrong delimiter or encoding?)")
+        raise FileRejected(
+            "unreadable_file",
+            f"{f.name}: no line could be parsed as CSV "
+            f"({rejected_lines} malformed lines; wrong delimiter or encoding?)",
+        )
     # Line numbers: DuckDB keeps file order (preserve_insertion_order); the k-th parsed record
     # (0-based) sits on line k + 2 plus the number of rejected lines before it. This assumes no
     # quoted newlines inside fields; with them, _row is the record number + 1.
@@ -198,12 +211,20 @@ def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimite
     else:
         # no copy: the parsed table's rowid is the record number
         con.execute(f"CREATE VIEW {table} AS SELECT *, rowid + 2 AS _row FROM {table}_parsed")
-        con.execute(f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)")
-        return RawTable(table=table, columns=names, rows=parsed, malformed=0,
-                        provenance=_has_provenance(names))
+        con.execute(
+            f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)"
+        )
+        return RawTable(
+            table=table, columns=names, rows=parsed, malformed=0, provenance=_has_provenance(names)
+        )
     con.execute(f"DROP TABLE {table}_parsed")
-    return RawTable(table=table, columns=names, rows=parsed, malformed=rejected_lines,
-                    provenance=_has_provenance(names))
+    return RawTable(
+        table=table,
+        columns=names,
+        rows=parsed,
+        malformed=rejected_lines,
+        provenance=_has_provenance(names),
+    )
 
 
 def _read_csv_header(path: Path, delimiter: str) -> list[str] | None:
@@ -214,7 +235,9 @@ def _read_csv_header(path: Path, delimiter: str) -> list[str] | None:
     return None
 
 
-def _load_jsonl(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str) -> RawTable:
+def _load_jsonl(
+    con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str
+) -> RawTable:
     # One physical line per row (blank lines kept so line numbers stay exact), parsed as JSON in SQL.
     try:
         con.execute(f"""
@@ -224,10 +247,14 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimi
                           delim=chr(1), quote='', escape='', auto_detect=false,
                           max_line_size=10000000, strict_mode=false)
         """)
-        con.execute(f"CREATE TABLE {table}_lines AS SELECT _json, rowid + 1 AS _row FROM {table}_text")
+        con.execute(
+            f"CREATE TABLE {table}_lines AS SELECT _json, rowid + 1 AS _row FROM {table}_text"
+        )
         con.execute(f"DROP TABLE {table}_text")
     except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
-        raise FileRejected("unreadable_file", f"{f.name}: cannot read as JSON Lines ({_short(e)})") from e
+        raise FileRejected(
+            "unreadable_file", f"{f.name}: cannot read as JSON Lines ({_short(e)})"
+        ) from e
     con.execute(f"DELETE FROM {table}_lines WHERE _json IS NULL OR trim(_json) = ''")
     con.execute(f"""
         CREATE TABLE {table}_malformed AS
@@ -245,29 +272,41 @@ def _load_jsonl(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimi
     if rows == 0 and malformed > 0:
         raise FileRejected("unreadable_file", f"{f.name}: no line is a JSON object")
     # keys present anywhere in the file (for the required-column check and `extra`)
-    keys = [r[0] for r in con.execute(
-        f"SELECT DISTINCT unnest(json_keys(_json)) FROM {table} ORDER BY 1").fetchall()]
+    keys = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT unnest(json_keys(_json)) FROM {table} ORDER BY 1"
+        ).fetchall()
+    ]
     present = {k.strip().lower() for k in keys}
     from schemas.contract import load_contract
 
-    missing = [c.name for c in load_contract().envelope if "all" in c.required_for
-               and c.name not in present]
+    missing = [
+        c.name
+        for c in load_contract().envelope
+        if "all" in c.required_for and c.name not in present
+    ]
     if missing:
-        raise FileRejected("missing_required_column",
-                           f"{f.name}: required field(s) {', '.join(missing)} absent from every line")
-    return RawTable(table=table, columns=keys, rows=rows, malformed=malformed,
-                    provenance=_has_provenance(keys))
+        raise FileRejected(
+            "missing_required_column",
+            f"{f.name}: required field(s) {', '.join(missing)} absent from every line",
+        )
+    return RawTable(
+        table=table, columns=keys, rows=rows, malformed=malformed, provenance=_has_provenance(keys)
+    )
 
 
-def _load_parquet(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str) -> RawTable:
+def _load_parquet(
+    con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str
+) -> RawTable:
     try:
         desc = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_q(str(f.path))})").fetchall()
     except (duckdb.InvalidInputException, duckdb.IOException) as e:
-        raise FileRejected("unreadable_file", f"{f.name}: cannot read as Parquet ({_short(e)})") from e
+        raise FileRejected(
+            "unreadable_file", f"{f.name}: cannot read as Parquet ({_short(e)})"
+        ) from e
     names = [d[0] for d in desc]
-    casts = ", ".join(
-        f"CAST({_ident(n)} AS VARCHAR) AS {_ident(n.strip())}" for n in names
-    )
+    casts = ", ".join(f"CAST({_ident(n)} AS VARCHAR) AS {_ident(n.strip())}" for n in names)
     con.execute(f"""
         CREATE TABLE {table} AS
         SELECT {casts}, file_row_number + 1 AS _row
@@ -276,8 +315,13 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, deli
     """)
     con.execute(f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)")
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    return RawTable(table=table, columns=[n.strip() for n in names], rows=rows, malformed=0,
-                    provenance=_has_provenance(names))
+    return RawTable(
+        table=table,
+        columns=[n.strip() for n in names],
+        rows=rows,
+        malformed=0,
+        provenance=_has_provenance(names),
+    )
 
 
 def _has_provenance(names: list[str]) -> bool:
