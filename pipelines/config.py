@@ -135,6 +135,13 @@ class BuildConfig:
         "Extra directories of rule packs (YAML); a pack here overrides the shipped pack "
         "of the same condition.",
     )
+    skip_models: list[str] = _p(
+        [],
+        "Derived tables not to build, with every table that depends on them (logged). E.g. "
+        "[adherence_cma_events] drops the AdhereR CMA family (CMA1-9, episodes, sliding "
+        "windows: about 40% of the build on large cohorts); PDC per trial and the refractory "
+        "tables do not depend on it.",
+    )
 
 
 def _load_param_specs() -> dict[str, dict[str, Any]]:

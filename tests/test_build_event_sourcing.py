@@ -179,3 +179,31 @@ def test_build_records_attrition_and_parameters(tmp_path: Path, batches: list[Pa
     )
     res2 = build(changed, as_of=AS_OF)
     assert res2.mode == "full" and "params" in res2.reason
+
+
+def test_skip_models_drops_dependents_and_keeps_the_refractory_tables(
+    tmp_path: Path, batches: list[Path]
+) -> None:
+    full = make_cfg(tmp_path / "all", quality={"mostly": 0.0})
+    lean = make_cfg(
+        tmp_path / "lean", quality={"mostly": 0.0}, build={"skip_models": ["adherence_cma_events"]}
+    )
+    t0 = datetime(2025, 1, 1)
+    ingest_all(full, batches, t0)
+    ingest_all(lean, batches, t0)
+    a = digests(build(full, as_of=AS_OF, full=True).output_dir)
+    b = digests(build(lean, as_of=AS_OF, full=True).output_dir)
+    dropped = set(a) - set(b)
+    assert {"adherence_cma_events.parquet", "adherence_cma_windows.parquet",
+            "adherence_cma.parquet", "adherence_sliding_windows.parquet"} <= dropped
+    assert "adherence_trial.parquet" in b
+    for name in ("trial_outcomes.parquet", "refractory_status.parquet", "treatment_trials.parquet"):
+        assert a[name] == b[name], name
+
+
+def test_skip_models_rejects_an_unknown_table(tmp_path: Path) -> None:
+    from pipelines.config import ConfigError
+
+    cfg = make_cfg(tmp_path / "wh", build={"skip_models": ["no_such_table"]})
+    with pytest.raises(ConfigError, match="no_such_table"):
+        build(cfg, as_of=AS_OF, full=True)

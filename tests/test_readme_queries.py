@@ -50,3 +50,17 @@ def test_readme_query_runs_read_only(warehouse: Path, sql: str) -> None:
         con.close()
     if "refractory_status_history" in sql or "cohort_summary" in sql or "sensitivity" in sql:
         assert rows, "the sample answers this question"
+
+
+def test_warehouse_has_html_data_dictionary_and_column_comments(warehouse: Path) -> None:
+    html = (warehouse.parent / "data_dictionary.html").read_text()
+    assert "<html" in html.lower() and "refractory_status" in html and "evidence" in html
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        (comment,) = con.execute(
+            "SELECT comment FROM duckdb_columns() "
+            "WHERE table_name = 'refractory_status' AND column_name = 'status'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert comment and "refractory" in comment

@@ -116,6 +116,12 @@ def publish_build(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     build_dir = wh.builds_dir / build_id
+    # the data dictionary next to the DuckDB file (HTML, from the same sidecars as the comments)
+    from pipelines.docs import render_data_dictionary_html
+
+    html_tmp = wh.root / f".tmp-data_dictionary-{build_id}.html"
+    html_tmp.write_text(render_data_dictionary_html())
+    os.replace(html_tmp, wh.root / "data_dictionary.html")
     tmp = wh.root / f".tmp-warehouse-{build_id}.duckdb"
     write_duckdb(tmp, wh, build_dir, models, extra)
     fd = os.open(tmp, os.O_RDONLY)

@@ -35,7 +35,7 @@ import duckdb
 
 from pipelines.build import reference
 from pipelines.build.models import Model, code_hash, load_models
-from pipelines.config import Config
+from pipelines.config import Config, ConfigError
 from pipelines.logs import get_logger
 from pipelines.warehouse import (
     Warehouse,
@@ -257,6 +257,22 @@ def write_parquet(
     )
 
 
+def select_models(models: list[Model], skip: list[str] | tuple[str, ...]) -> list[Model]:
+    """Drop the models in ``skip`` and, transitively, every model depending on them."""
+    if not skip:
+        return models
+    names = {m.name for m in models}
+    unknown = sorted(set(skip) - names)
+    if unknown:
+        raise ConfigError(f"build.skip_models: unknown table(s) {unknown}; known: {sorted(names)}")
+    dropped = set(skip)
+    for m in models:  # models are in dependency order
+        if any(d in dropped for d in m.depends_on):
+            dropped.add(m.name)
+    log.info("build.skip_models", skipped=sorted(dropped))
+    return [m for m in models if m.name not in dropped]
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
@@ -316,7 +332,7 @@ def _build_locked(
 ) -> BuildResult:
     t0 = time.perf_counter()
     wh.sweep_uncommitted()
-    models = load_models()
+    models = select_models(load_models(), cfg.build.skip_models)
     manifests = [
         m for m in wh.committed_manifests() if until_batch is None or m["batch_id"] <= until_batch
     ]
@@ -331,6 +347,7 @@ def _build_locked(
             "code": code_hash(),
             "reference": reference.reference_hash(ref_files),
             "schema_version": load_contract().schema_version,
+            "models": [m.name for m in models],
         }
         prev = read_current(wh)
         mode, reason = _choose_mode(cfg, prev, fingerprint, as_of, full, max_batch)

@@ -42,7 +42,8 @@
 --     whose daily dose is unknown throughout the trial while a minimum exists is assumed
 --     adequate from its first day and flagged dose_unknown (is_dose_adequate is then NULL, not
 --     true). Never reached: adequate_dose_date NULL, is_dose_adequate false.
---   * days_at_adequate_dose and elapsed_days count up to min(end_date, as_of_date).
+--   * days_at_adequate_dose and elapsed_days count up to min(end_date, as_of_date, the patient's
+--     last observed day): supply still in hand after death or disenrolment is not observed time.
 --   * stop_reason: the `stopped` event of a trial drug (same condition or none) closest to the
 --     last covered day, within $stop_reason_window_days either side; `unknown` when the trial
 --     ended without one; NULL while ongoing.
@@ -767,10 +768,15 @@ final as (
         end_date,
         is_ongoing,
         end_date - start_date + 1 as duration_days,
-        greatest(least(end_date, getvariable('as_of_date')) - start_date + 1, 0) as elapsed_days,
+        greatest(
+            least(end_date, getvariable('as_of_date'), coalesce(last_observed_date, end_date))
+            - start_date + 1, 0) as elapsed_days,
         adequate_dose_date,
         coalesce(
-            greatest(least(end_date, getvariable('as_of_date')) - adequate_dose_date + 1, 0), 0
+            greatest(
+                least(end_date, getvariable('as_of_date'), coalesce(last_observed_date, end_date))
+                - adequate_dose_date + 1, 0),
+            0
         ) as days_at_adequate_dose,
         is_dose_adequate,
         dose_unknown,

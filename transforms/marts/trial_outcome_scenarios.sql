@@ -17,7 +17,8 @@
 --                            too few cycles (unless progression overrides, ZUMA-1), or stopped for
 --                            a non-efficacy reason without outcome data
 --   5 insufficient_followup  efficacy undetermined (window not elapsed, assessment missing), or
---                            still ongoing and short of the minimum duration
+--                            still ongoing (or cut short by death or disenrolment: censored) and
+--                            short of the minimum duration
 --   6-9 from the pack's efficacy predicates: response, partial_response, non_response; plus
 --     progression on therapy or within progression_window_days of the last dose = non_response
 --     (IMWG 2011), and progression after a response outside that window =
@@ -179,8 +180,11 @@ classified as (
             when pdc is not null and pdc < adherence_threshold_used then 'non_adherent'
             when not coalesce(is_dose_adequate, true) and not progression_overrides_exposure
                 then 'inadequate_trial'
+            -- a trial cut short by the end of observation (death, disenrolment) is censored,
+            -- not inadequate: it falls through to insufficient_followup below
             when not is_ongoing and coalesce(days_at_adequate_dose, 0) < min_adequate_days_used
                 and not progression_overrides_exposure
+                and end_cause is distinct from 'observation_end'
                 then 'inadequate_trial'
             -- cycle minimums bind regimens with cycle-based drugs only (n_cycles is NULL for
             -- continuous oral regimens such as lenalidomide-dexamethasone: days count there)
@@ -196,7 +200,8 @@ classified as (
                 and getvariable('inefficacy_stop_counts_as_non_response')
                 then 'non_response'
             when efficacy.outcome = 'undetermined' then 'insufficient_followup'
-            when is_ongoing and coalesce(days_at_adequate_dose, 0) < min_adequate_days_used
+            when (is_ongoing or end_cause = 'observation_end')
+                and coalesce(days_at_adequate_dose, 0) < min_adequate_days_used
                 and efficacy.outcome <> 'response'
                 then 'insufficient_followup'
             else efficacy.outcome
@@ -226,6 +231,9 @@ explained as (
                 else 'stopped for ' || stop_reason || ' without outcome data' end
             when 'insufficient_followup' then 'insufficient_followup: ' || case
                 when efficacy.outcome = 'undetermined' then efficacy.rule
+                when end_cause = 'observation_end' then 'observation ended (censored) after '
+                    || coalesce(days_at_adequate_dose, 0) || ' of '
+                    || min_adequate_days_used || ' days at adequate dose'
                 else 'ongoing, ' || coalesce(days_at_adequate_dose, 0) || ' of '
                     || min_adequate_days_used || ' days at adequate dose' end
             when 'relapse_after_response' then 'relapse_after_response: ' || efficacy.rule
