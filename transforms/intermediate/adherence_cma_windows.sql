@@ -25,7 +25,18 @@
 -- CMA7/CMA8 need, per window, the dispensings inside it and the last one before it (an ASOF
 -- join), never a per-day expansion. Sums of fractional days are exact (DECIMAL(38,9), 1e-9 day)
 -- so the result does not depend on thread scheduling (incremental builds equal full rebuilds)
--- without the cost of ordered aggregates.
+-- without the cost of ordered aggregates (CMA9's weighted sum stays ordered, by event_seq).
+-- Evaluation: groups, follow-up windows and windows get integer keys, so window functions and
+-- joins partition and sort on integers and carry no text. What no follow-up window changes (next
+-- dispensing, runs of one medication, last / next known dose) is computed once per dispensing of
+-- the group; a follow-up window holds a contiguous run of them, so its intervals, runs and doses
+-- follow without a per-follow-up pass. The window's own carry-over (CMA5, CMA6) restarts at its
+-- first dispensing; within a run of carry-over its balance is the follow-up's balance S minus its
+-- value there, so carry_i = (S_i - min of S over the run's part inside the window) / dose (one
+-- window function instead of re-running the chain). The dispensings inside a window are joined
+-- once and, with the last one before it, feed a single aggregate for CMA1..CMA9 (CMA8's lagged
+-- window is a filter on the same rows, its previous dispensing the last inside before its start
+-- or else the window's).
 with
 
 events as (
@@ -36,15 +47,63 @@ spans as (
     select * from adherence_episode_spans
 ),
 
+-- each patient x medication group with its windows, numbered (integer keys from here on)
 groups as (
-    select distinct
-        patient_id, medication_group, fu_start_day, fu_end_day, ow_start_day, ow_end_day
-    from events
+    select
+        row_number() over (order by patient_id, medication_group) as group_key,
+        *
+    from (
+        select distinct
+            patient_id, medication_group, fu_start_day, fu_end_day, ow_start_day, ow_end_day
+        from events
+    )
+),
+
+-- the group's dispensings inside its follow-up window (every follow-up window lies in it)
+group_events as (
+    select
+        g.group_key,
+        e.event_seq,
+        cast(e.event_day as double) as event_day,
+        e.duration_days,
+        e.daily_dose,
+        e.medication
+    from events as e
+    join groups as g using (patient_id, medication_group)
+    where e.event_day between e.fu_start_day and e.fu_end_day
+),
+
+-- what no follow-up window changes, once per dispensing: the next dispensing, the runs of one
+-- medication, the last known dose at or before it and the next known dose from it (with days)
+group_sequence as (
+    select
+        *,
+        lead(event_day) over w as next_event_day,
+        case when medication is distinct from lag(medication) over w then 1 else 0 end
+            as starts_medication_run,
+        last_value(daily_dose ignore nulls) over w as last_known_dose,
+        last_value(case when daily_dose is not null then event_day end ignore nulls) over w
+            as last_known_dose_day,
+        first_value(daily_dose ignore nulls) over (
+            w rows between current row and unbounded following) as next_known_dose,
+        first_value(case when daily_dose is not null then event_day end ignore nulls) over (
+            w rows between current row and unbounded following) as next_known_dose_day
+    from group_events
+    window w as (partition by group_key order by event_seq)
+),
+
+group_runs as (
+    select
+        * exclude (starts_medication_run),
+        sum(starts_medication_run) over (partition by group_key order by event_seq)
+            as medication_run
+    from group_sequence
 ),
 
 observation_windows as (
     select
-        patient_id, medication_group,
+        group_key,
+        0 as window_slot,
         'observation' as window_kind,
         1 as window_id,
         cast(null as varchar) as episode_set,
@@ -52,7 +111,9 @@ observation_windows as (
         cast(fu_start_day as double) as fu_start_day,
         cast(fu_end_day as double) as fu_end_day,
         cast(ow_start_day as double) as window_start_day,
-        cast(ow_end_day as double) as window_end_day
+        cast(ow_end_day as double) as window_end_day,
+        cast(null as double) as end_gap_days,
+        cast(null as double) as episode_duration_days
     from groups
 ),
 
@@ -69,7 +130,8 @@ sliding_starts as (
 
 sliding_windows as (
     select
-        patient_id, medication_group,
+        group_key,
+        w.window_id as window_slot,
         'sliding' as window_kind,
         cast(w.window_id as integer) as window_id,
         cast(null as varchar) as episode_set,
@@ -81,7 +143,9 @@ sliding_windows as (
             as window_start_day,
         cast(first_window_start_day
              + (w.window_id - 1) * getvariable('cma_sliding_window_step_days')
-             + getvariable('cma_sliding_window_duration_days') as double) as window_end_day
+             + getvariable('cma_sliding_window_duration_days') as double) as window_end_day,
+        cast(null as double) as end_gap_days,
+        cast(null as double) as episode_duration_days
     from sliding_starts
     cross join unnest(range(1, cast(greatest(n_windows, 0) as bigint) + 1)) as w(window_id)
 ),
@@ -89,18 +153,22 @@ sliding_windows as (
 -- CMA_per_episode: the episode is the follow-up window, its part inside the OW the window
 episode_windows as (
     select
-        patient_id, medication_group,
-        episode_set as window_kind,
-        cast(episode_id as integer) as window_id,
-        episode_set,
-        episode_id,
-        episode_start_day as fu_start_day,
-        episode_end_day as fu_end_day,
-        greatest(episode_start_day, ow_start_day) as window_start_day,
-        least(episode_end_day, ow_end_day) as window_end_day
-    from spans
-    where episode_set in ('per_episode_simple', 'per_episode_carry')
-        and greatest(episode_start_day, ow_start_day) < least(episode_end_day, ow_end_day)
+        g.group_key,
+        0 as window_slot,
+        s.episode_set as window_kind,
+        cast(s.episode_id as integer) as window_id,
+        s.episode_set,
+        s.episode_id,
+        s.episode_start_day as fu_start_day,
+        s.episode_end_day as fu_end_day,
+        greatest(s.episode_start_day, s.ow_start_day) as window_start_day,
+        least(s.episode_end_day, s.ow_end_day) as window_end_day,
+        s.end_gap_days,
+        s.episode_end_day - s.episode_start_day as episode_duration_days
+    from spans as s
+    join groups as g using (patient_id, medication_group)
+    where s.episode_set in ('per_episode_simple', 'per_episode_carry')
+        and greatest(s.episode_start_day, s.ow_start_day) < least(s.episode_end_day, s.ow_end_day)
 ),
 
 all_windows as (
@@ -114,26 +182,23 @@ all_windows as (
 -- a follow-up window: the group's (shared by its observation and sliding windows) or an episode
 followups as (
     select
-        row_number() over (order by patient_id, medication_group, episode_set, episode_id)
-            as followup_key,
+        row_number() over (order by group_key, episode_set, episode_id) as followup_key,
         *
     from (
-        select distinct
-            patient_id, medication_group, episode_set, episode_id, fu_start_day, fu_end_day
+        select distinct group_key, episode_set, episode_id, fu_start_day, fu_end_day
         from all_windows
     )
 ),
 
 windows as (
     select
-        row_number() over (order by w.patient_id, w.medication_group, w.window_kind, w.window_id)
-            as window_key,
+        -- the follow-up window's sliding windows are numbered 1.., its other window 0
+        f.followup_key * 4294967296 + w.window_slot as window_key,
         f.followup_key,
         w.*
     from all_windows as w
     join followups as f
-        on f.patient_id = w.patient_id
-        and f.medication_group = w.medication_group
+        on f.group_key = w.group_key
         and f.episode_set is not distinct from w.episode_set
         and f.episode_id is not distinct from w.episode_id
 ),
@@ -142,44 +207,30 @@ windows as (
 followup_events as (
     select
         f.followup_key,
-        f.fu_end_day,
         e.event_seq,
-        cast(e.event_day as double) as event_day,
+        e.event_day,
         e.duration_days,
-        e.daily_dose,
-        e.medication
-    from followups as f
-    join events as e
-        on e.patient_id = f.patient_id
-        and e.medication_group = f.medication_group
-        and e.event_day between f.fu_start_day and f.fu_end_day
-),
-
-followup_intervals as (
-    select
-        *,
-        coalesce(lead(event_day) over w, fu_end_day) - event_day as interval_days,
+        e.next_event_day,
+        -- the next dispensing, or the end of the follow-up window when it is the last in it
+        least(coalesce(e.next_event_day, f.fu_end_day), f.fu_end_day) - e.event_day
+            as interval_days,
         case
-            when getvariable('cma_carry_only_for_same_medication')
-                and medication is distinct from lag(medication) over w then 1 else 0
-        end as starts_carry_run,
-        coalesce(daily_dose, last_value(daily_dose ignore nulls) over w) as dose_known
-    from followup_events
-    window w as (partition by followup_key order by event_seq)
-),
-
-followup_runs as (
-    select
-        *,
-        sum(starts_carry_run) over (partition by followup_key order by event_seq) as carry_run,
+            when getvariable('cma_carry_only_for_same_medication') then e.medication_run
+            else 0
+        end as carry_run,
         case
             when getvariable('cma_consider_dosage_change')
-                then coalesce(dose_known, first_value(dose_known ignore nulls) over (
-                    partition by followup_key order by event_seq
-                    rows between unbounded preceding and unbounded following), 1.0)
+                then coalesce(
+                    e.daily_dose,
+                    case when e.last_known_dose_day >= f.fu_start_day then e.last_known_dose end,
+                    case when e.next_known_dose_day <= f.fu_end_day then e.next_known_dose end,
+                    1.0)
             else 1.0
         end as dose_units
-    from followup_intervals
+    from followups as f
+    join group_runs as e
+        on e.group_key = f.group_key
+        and e.event_day between f.fu_start_day and f.fu_end_day
 ),
 
 followup_balance as (
@@ -188,7 +239,7 @@ followup_balance as (
         coalesce(sum((duration_days - interval_days) * dose_units) over (
             partition by followup_key, carry_run order by event_seq
             rows between unbounded preceding and 1 preceding), 0) as cum_surplus_before
-    from followup_runs
+    from followup_events
 ),
 
 followup_carry as (
@@ -204,11 +255,12 @@ followup_chain as (
     select
         *,
         greatest(0, interval_days - duration_days - carry_in_days) as gap_days,
+        event_day + duration_days + carry_in_days as supply_end_day,
         -- CMA8: the day the supply in hand at this dispensing runs out, the latest so far
         max(event_day + duration_days + carry_in_days) over (
             partition by followup_key order by event_seq rows unbounded preceding)
             as supply_end_day_so_far,
-        event_seq = max(event_seq) over (partition by followup_key, event_day) as is_last_of_day
+        next_event_day is distinct from event_day as is_last_of_day
     from followup_carry
 ),
 
@@ -216,10 +268,16 @@ last_of_day as (
     select * from followup_chain where is_last_of_day
 ),
 
--- CMA8's lagged start: when the supply dispensed before the window runs out, if later
-cma8_starts as (
+-- the last dispensing before the window, and CMA8's lagged start: when the supply dispensed
+-- before the window runs out, if later
+window_starts as (
     select
-        w.window_key,
+        w.*,
+        p.event_seq as prev_seq,
+        p.event_day as prev_day,
+        p.interval_days as prev_interval_days,
+        p.gap_days as prev_gap_days,
+        p.supply_end_day as prev_supply_end,
         greatest(w.window_start_day, coalesce(p.supply_end_day_so_far, w.window_start_day))
             as cma8_window_start_day
     from windows as w
@@ -227,227 +285,216 @@ cma8_starts as (
         on p.followup_key = w.followup_key and w.window_start_day > p.event_day
 ),
 
--- CMA7 is computed for the window (variant 7) and for CMA8's lagged window (variant 8)
-cma7_windows as (
-    select window_key, followup_key, 7 as variant, window_start_day as start_day,
-        window_end_day as end_day
-    from windows
-    union all
-    select w.window_key, w.followup_key, 8, s.cma8_window_start_day, w.window_end_day
-    from windows as w
-    join cma8_starts as s using (window_key)
-),
-
-cma7_inside as (
-    select
-        w.window_key,
-        w.variant,
-        count(c.event_seq) as n_inside,
-        min(c.event_day) as first_day,
-        cast(sum(cast(c.gap_days as decimal(38, 9))) as double) - arg_max(c.gap_days, c.event_seq) as gaps_before_last,
-        arg_max(c.event_day + c.duration_days + c.carry_in_days, c.event_seq) as last_supply_end
-    from cma7_windows as w
-    left join followup_chain as c
-        on c.followup_key = w.followup_key and c.event_day between w.start_day and w.end_day
-    group by all
-),
-
-cma7_before as (
-    select
-        w.window_key,
-        w.variant,
-        w.start_day,
-        w.end_day,
-        p.event_day as prev_day,
-        p.gap_days as prev_gap_days,
-        p.event_day + p.duration_days + p.carry_in_days as prev_supply_end
-    from cma7_windows as w
-    asof left join last_of_day as p
-        on p.followup_key = w.followup_key and w.start_day > p.event_day
-),
-
-cma7_values as (
-    select
-        b.window_key,
-        b.variant,
-        case
-            -- CMA8 when the supply from before outlasts the window: the lagged window is empty
-            -- (AdhereR gives 0, or stops with an error when dispensings fall inside that supply)
-            when b.end_day <= b.start_day then null
-            when i.n_inside = 0 and b.prev_day is null then null
-            when i.n_inside = 0 then
-                -- no dispensing inside: the last one before it carries its supply in
-                case
-                    when greatest(0, b.end_day - b.prev_supply_end) <= b.end_day - b.start_day
-                        then 1 - greatest(0, b.end_day - b.prev_supply_end)
-                            / (b.end_day - b.start_day)
-                    else 0.0
-                end
-            else 1 - (
-                i.gaps_before_last
-                + greatest(0, b.end_day - i.last_supply_end)
-                + case
-                    when b.prev_day is null then i.first_day - b.start_day
-                    else least(b.prev_gap_days, i.first_day - b.start_day)
-                end
-            ) / (b.end_day - b.start_day)
-        end as cma7
-    from cma7_before as b
-    join cma7_inside as i using (window_key, variant)
-),
-
--- CMA9: the interval ratios of the follow-up chain, weighted by their days inside the window
-cma9_values as (
-    select
-        w.window_key,
-        sum((1 - c.gap_days / c.interval_days)
-            * greatest(0, least(c.event_day + c.interval_days, w.window_end_day)
-                          - greatest(c.event_day, w.window_start_day))
-            order by c.event_seq)
-            / nullif(any_value(w.window_end_day - w.window_start_day), 0) as cma9_sum
-    from windows as w
-    left join followup_chain as c
-        on c.followup_key = w.followup_key
-        and c.interval_days > 0
-        and c.event_day < w.window_end_day
-        and c.event_day + c.interval_days > w.window_start_day
-    group by all
-),
-
--- CMA1..CMA6: the dispensings inside the window, carry-over restarting at the first of them
+-- the dispensings inside each window, with the carry-over restarting at the first of them
+-- (CMA5, CMA6): within a run of carry-over, the window's balance is the follow-up's minus its
+-- value at the window's first dispensing, so carry = (S_i - min of S over the run's part inside
+-- the window) / dose
 window_events as (
     select
         w.window_key,
+        w.window_start_day,
         w.window_end_day,
+        w.cma8_window_start_day,
         c.event_seq,
         c.event_day,
         c.duration_days,
-        c.medication,
-        c.dose_units
-    from windows as w
+        c.interval_days,
+        c.gap_days,
+        c.supply_end_day,
+        c.carry_run,
+        c.dose_units,
+        c.cum_surplus_before,
+        case
+            when c.next_event_day is null or c.next_event_day > w.window_end_day
+                then w.window_end_day - c.event_day
+            else c.interval_days
+        end as window_interval_days
+    from window_starts as w
     join followup_chain as c
         on c.followup_key = w.followup_key
         and c.event_day between w.window_start_day and w.window_end_day
 ),
 
-window_intervals as (
-    select
-        *,
-        coalesce(lead(event_day) over w, window_end_day) - event_day as interval_days,
-        case
-            when getvariable('cma_carry_only_for_same_medication')
-                and medication is distinct from lag(medication) over w then 1 else 0
-        end as starts_carry_run
-    from window_events
-    window w as (partition by window_key order by event_seq)
-),
-
-window_runs as (
-    select
-        *,
-        sum(starts_carry_run) over (partition by window_key order by event_seq) as carry_run
-    from window_intervals
-),
-
-window_balance as (
-    select
-        *,
-        coalesce(sum((duration_days - interval_days) * dose_units) over (
-            partition by window_key, carry_run order by event_seq
-            rows between unbounded preceding and 1 preceding), 0) as cum_surplus_before
-    from window_runs
-),
-
 window_gaps as (
     select
-        *,
-        greatest(0, interval_days - duration_days
+        window_key,
+        window_start_day,
+        window_end_day,
+        cma8_window_start_day,
+        event_seq,
+        event_day,
+        duration_days,
+        interval_days,
+        gap_days,
+        supply_end_day,
+        true as is_inside,
+        greatest(0, window_interval_days - duration_days
             - (cum_surplus_before - min(cum_surplus_before) over (
                 partition by window_key, carry_run order by event_seq rows unbounded preceding))
-              / dose_units) as gap_days
-    from window_balance
+              / dose_units) as window_gap_days
+    from window_events
+    -- CMA9 also counts the interval of the last dispensing before the window
+    union all
+    select
+        window_key, window_start_day, window_end_day, cma8_window_start_day,
+        prev_seq, prev_day, null, prev_interval_days, prev_gap_days, prev_supply_end, false, null
+    from window_starts
+    where prev_seq is not null
 ),
 
 window_summary as (
     select
         window_key,
-        count(*) as n_dispensings,
-        min(event_day) as first_day,
-        max(event_day) as last_day,
-        cast(sum(cast(duration_days as decimal(38, 9))) as double) as supply_days,
-        arg_max(duration_days, event_seq) as last_supply_days,
-        cast(sum(cast(gap_days as decimal(38, 9))) as double) as gap_days,
-        arg_max(gap_days, event_seq) as last_gap_days
+        -- CMA1..CMA6: the dispensings inside the window
+        count(*) filter (where is_inside) as n_dispensings,
+        min(event_day) filter (where is_inside) as first_day,
+        max(event_day) filter (where is_inside) as last_day,
+        cast(sum(cast(duration_days as decimal(38, 9))) filter (where is_inside) as double)
+            as supply_days,
+        arg_max(duration_days, event_seq) filter (where is_inside) as last_supply_days,
+        cast(sum(cast(window_gap_days as decimal(38, 9))) filter (where is_inside) as double)
+            as window_gap_days,
+        arg_max(window_gap_days, event_seq) filter (where is_inside) as last_window_gap_days,
+        -- CMA7: the follow-up chain's gaps inside the window
+        cast(sum(cast(gap_days as decimal(38, 9))) filter (where is_inside) as double)
+            - arg_max(gap_days, event_seq) filter (where is_inside) as gaps_before_last,
+        arg_max(supply_end_day, event_seq) filter (where is_inside) as last_supply_end,
+        -- CMA8: the same from its lagged start, and the last dispensing before that start
+        count(*) filter (where is_inside and event_day >= cma8_window_start_day) as n_inside_8,
+        min(event_day) filter (where is_inside and event_day >= cma8_window_start_day)
+            as first_day_8,
+        cast(sum(cast(gap_days as decimal(38, 9)))
+                filter (where is_inside and event_day >= cma8_window_start_day) as double)
+            - arg_max(gap_days, event_seq)
+                filter (where is_inside and event_day >= cma8_window_start_day)
+            as gaps_before_last_8,
+        arg_max(supply_end_day, event_seq)
+            filter (where is_inside and event_day >= cma8_window_start_day) as last_supply_end_8,
+        arg_max(event_day, event_seq)
+            filter (where is_inside and event_day < cma8_window_start_day) as prev_day_8,
+        arg_max(gap_days, event_seq)
+            filter (where is_inside and event_day < cma8_window_start_day) as prev_gap_days_8,
+        arg_max(supply_end_day, event_seq)
+            filter (where is_inside and event_day < cma8_window_start_day) as prev_supply_end_8,
+        -- CMA9: the interval ratios of the follow-up chain, weighted by their days inside
+        sum((1 - gap_days / interval_days)
+            * greatest(0, least(event_day + interval_days, window_end_day)
+                          - greatest(event_day, window_start_day))
+            order by event_seq)
+            filter (where interval_days > 0
+                and event_day < window_end_day
+                and event_day + interval_days > window_start_day) as cma9_weighted
     from window_gaps
     group by window_key
 ),
 
-simple_cmas as (
+window_values as (
     select
-        w.window_key,
+        w.*,
         coalesce(s.n_dispensings, 0) as n_dispensings,
-        case
-            when s.n_dispensings >= 2 and s.last_day > s.first_day
-                then (s.supply_days - s.last_supply_days) / (s.last_day - s.first_day)
-        end as cma1,
-        s.supply_days / nullif(w.window_end_day - s.first_day, 0) as cma2,
-        case
-            when s.n_dispensings >= 2 and s.last_day > s.first_day
-                then 1 - (s.gap_days - s.last_gap_days) / (s.last_day - s.first_day)
-        end as cma5,
-        1 - s.gap_days / nullif(w.window_end_day - s.first_day, 0) as cma6
-    from windows as w
+        s.first_day,
+        s.last_day,
+        s.supply_days,
+        s.last_supply_days,
+        s.window_gap_days,
+        s.last_window_gap_days,
+        coalesce(s.n_dispensings, 0) as n_inside_7,
+        s.first_day as first_day_7,
+        s.gaps_before_last as gaps_before_last_7,
+        s.last_supply_end as last_supply_end_7,
+        w.window_start_day as start_day_7,
+        w.prev_day as prev_day_7,
+        w.prev_gap_days as prev_gap_days_7,
+        w.prev_supply_end as prev_supply_end_7,
+        coalesce(s.n_inside_8, 0) as n_inside_8,
+        s.first_day_8,
+        s.gaps_before_last_8,
+        s.last_supply_end_8,
+        w.cma8_window_start_day as start_day_8,
+        coalesce(s.prev_day_8, w.prev_day) as prev_day_8,
+        case when s.prev_day_8 is not null then s.prev_gap_days_8 else w.prev_gap_days end
+            as prev_gap_days_8,
+        case when s.prev_day_8 is not null then s.prev_supply_end_8 else w.prev_supply_end end
+            as prev_supply_end_8,
+        s.cma9_weighted / nullif(w.window_end_day - w.window_start_day, 0) as cma9_sum,
+        -- CMA9 is NA only when no dispensing of the follow-up window falls on or before the
+        -- window end
+        w.prev_seq is not null or coalesce(s.n_dispensings, 0) > 0 as has_dispensing
+    from window_starts as w
     left join window_summary as s using (window_key)
-),
-
--- CMA9 is NA only when no dispensing of the follow-up window falls on or before the window end
-cma9_defined as (
-    select w.window_key, p.event_day is not null as has_dispensing
-    from windows as w
-    asof left join last_of_day as p
-        on p.followup_key = w.followup_key and w.window_end_day >= p.event_day
-),
-
-episodes as (
-    select * from spans where episode_set in ('per_episode_simple', 'per_episode_carry')
 ),
 
 combined as (
     select
-        w.patient_id,
-        w.medication_group,
-        w.window_kind,
-        w.window_id,
-        w.fu_start_day,
-        w.fu_end_day,
-        w.window_start_day,
-        w.window_end_day,
-        s8.cma8_window_start_day,
-        sc.n_dispensings,
-        sc.cma1,
-        sc.cma2,
-        case when sc.cma1 is not null then least(1, sc.cma1) end as cma3,
-        case when sc.cma2 is not null then least(1, sc.cma2) end as cma4,
-        sc.cma5,
-        sc.cma6,
-        c7.cma7,
-        c8.cma7 as cma8,
-        case when d.has_dispensing then coalesce(c9.cma9_sum, 0) end as cma9,
-        ep.end_gap_days,
-        ep.episode_end_day - ep.episode_start_day as episode_duration_days,
-        w.window_end_day > w.window_start_day as is_valid
-    from windows as w
-    join simple_cmas as sc using (window_key)
-    join cma8_starts as s8 using (window_key)
-    join cma7_values as c7 on c7.window_key = w.window_key and c7.variant = 7
-    join cma7_values as c8 on c8.window_key = w.window_key and c8.variant = 8
-    join cma9_values as c9 on c9.window_key = w.window_key
-    join cma9_defined as d on d.window_key = w.window_key
-    left join episodes as ep
-        on w.window_kind = ep.episode_set
-        and ep.patient_id = w.patient_id
-        and ep.medication_group = w.medication_group
-        and ep.episode_id = w.window_id
+        g.patient_id,
+        g.medication_group,
+        v.window_kind,
+        v.window_id,
+        v.fu_start_day,
+        v.fu_end_day,
+        v.window_start_day,
+        v.window_end_day,
+        v.cma8_window_start_day,
+        v.n_dispensings,
+        case
+            when v.n_dispensings >= 2 and v.last_day > v.first_day
+                then (v.supply_days - v.last_supply_days) / (v.last_day - v.first_day)
+        end as cma1,
+        v.supply_days / nullif(v.window_end_day - v.first_day, 0) as cma2,
+        case
+            when v.n_dispensings >= 2 and v.last_day > v.first_day
+                then 1 - (v.window_gap_days - v.last_window_gap_days) / (v.last_day - v.first_day)
+        end as cma5,
+        1 - v.window_gap_days / nullif(v.window_end_day - v.first_day, 0) as cma6,
+        -- CMA7 for the window, and for CMA8's lagged window
+        case
+            when v.window_end_day <= v.start_day_7 then null
+            when v.n_inside_7 = 0 and v.prev_day_7 is null then null
+            when v.n_inside_7 = 0 then
+                case
+                    when greatest(0, v.window_end_day - v.prev_supply_end_7)
+                            <= v.window_end_day - v.start_day_7
+                        then 1 - greatest(0, v.window_end_day - v.prev_supply_end_7)
+                            / (v.window_end_day - v.start_day_7)
+                    else 0.0
+                end
+            else 1 - (
+                v.gaps_before_last_7
+                + greatest(0, v.window_end_day - v.last_supply_end_7)
+                + case
+                    when v.prev_day_7 is null then v.first_day_7 - v.start_day_7
+                    else least(v.prev_gap_days_7, v.first_day_7 - v.start_day_7)
+                end
+            ) / (v.window_end_day - v.start_day_7)
+        end as cma7,
+        -- CMA8 when the supply from before outlasts the window: the lagged window is empty
+        -- (AdhereR gives 0, or stops with an error when dispensings fall inside that supply)
+        case
+            when v.window_end_day <= v.start_day_8 then null
+            when v.n_inside_8 = 0 and v.prev_day_8 is null then null
+            when v.n_inside_8 = 0 then
+                case
+                    when greatest(0, v.window_end_day - v.prev_supply_end_8)
+                            <= v.window_end_day - v.start_day_8
+                        then 1 - greatest(0, v.window_end_day - v.prev_supply_end_8)
+                            / (v.window_end_day - v.start_day_8)
+                    else 0.0
+                end
+            else 1 - (
+                v.gaps_before_last_8
+                + greatest(0, v.window_end_day - v.last_supply_end_8)
+                + case
+                    when v.prev_day_8 is null then v.first_day_8 - v.start_day_8
+                    else least(v.prev_gap_days_8, v.first_day_8 - v.start_day_8)
+                end
+            ) / (v.window_end_day - v.start_day_8)
+        end as cma8,
+        case when v.has_dispensing then coalesce(v.cma9_sum, 0) end as cma9,
+        v.end_gap_days,
+        v.episode_duration_days,
+        v.window_end_day > v.window_start_day as is_valid
+    from window_values as v
+    join groups as g using (group_key)
 ),
 
 final as (
@@ -466,8 +513,10 @@ final as (
         -- a window emptied by the end of follow-up has no CMA
         case when is_valid and window_kind <> 'per_episode_carry' then cma1 end as cma1,
         case when is_valid and window_kind <> 'per_episode_carry' then cma2 end as cma2,
-        case when is_valid and window_kind <> 'per_episode_carry' then cma3 end as cma3,
-        case when is_valid and window_kind <> 'per_episode_carry' then cma4 end as cma4,
+        case when is_valid and window_kind <> 'per_episode_carry' and cma1 is not null
+            then least(1, cma1) end as cma3,
+        case when is_valid and window_kind <> 'per_episode_carry' and cma2 is not null
+            then least(1, cma2) end as cma4,
         case when is_valid and window_kind <> 'per_episode_simple' then cma5 end as cma5,
         case when is_valid and window_kind <> 'per_episode_simple' then cma6 end as cma6,
         case when is_valid and window_kind <> 'per_episode_simple' then cma7 end as cma7,

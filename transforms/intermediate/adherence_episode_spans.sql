@@ -27,6 +27,12 @@
 -- (dose 1 unless dosage changes count) and S_i = x_1 + .. + x_i-1 within a run of carry-over,
 -- the carried supply is carry_i = (S_i - min_{j<=i} S_j) / dose_i (Lindley's recursion for
 -- W_i+1 = max(0, W_i + x_i), W_1 = 0, in drug-amount units so the dose ratio cancels).
+-- Evaluation: each patient x medication group gets an integer key, so the window functions
+-- partition and sort on integers and carry no text; what does not depend on the episode set
+-- (intervals, next medication / dose, the medication runs, the known dose) is computed once per
+-- dispensing in one pass before the three sets fan out; a set without carry-over skips the
+-- carry-over passes; episodes are read off the dispensings that end them (one short window over
+-- those: number, start = the previous end's next dispensing, count) instead of a group-by.
 -- Deviation from AdhereR (documented in docs/validation/adherence_adherer.md): a dosage change
 -- starts a new episode when its option is on (AdhereR compares the dose column's name and in
 -- effect never splits); appending the maximum gap to a single episode adds it (AdhereR's
@@ -39,6 +45,7 @@ events as (
 
 episode_sets as (
     select
+        1 as set_key,
         'treatment' as episode_set,
         getvariable('cma_episode_carryover') as carry_over,
         getvariable('cma_episode_carryover')
@@ -52,7 +59,7 @@ episode_sets as (
         getvariable('cma_episode_dosage_change_starts_new') as dosage_change_starts_new
     union all
     select
-        'per_episode_simple', false, false, false,
+        2, 'per_episode_simple', false, false, false,
         cast(getvariable('cma_per_episode_max_gap') as double),
         getvariable('cma_per_episode_max_gap_unit'),
         getvariable('cma_per_episode_append_max_gap'),
@@ -60,7 +67,7 @@ episode_sets as (
         getvariable('cma_per_episode_dosage_change_starts_new')
     union all
     select
-        'per_episode_carry', true,
+        3, 'per_episode_carry', true,
         getvariable('cma_carry_only_for_same_medication'),
         getvariable('cma_consider_dosage_change'),
         cast(getvariable('cma_per_episode_max_gap') as double),
@@ -70,139 +77,175 @@ episode_sets as (
         getvariable('cma_per_episode_dosage_change_starts_new')
 ),
 
--- the dispensings inside the follow-up window, once per episode set
+-- each patient x medication group with its windows, numbered
+groups as (
+    select
+        row_number() over (order by patient_id, medication_group) as group_key,
+        *
+    from (
+        select distinct
+            patient_id, medication_group, fu_start_day, fu_end_day, ow_start_day, ow_end_day
+        from events
+    )
+),
+
+-- the dispensings inside the follow-up window
 followup_events as (
-    select e.*, s.*
+    select
+        g.group_key,
+        e.event_seq,
+        e.event_day,
+        e.duration_days,
+        e.daily_dose,
+        e.medication,
+        e.fu_end_day
     from events as e
-    cross join episode_sets as s
+    join groups as g using (patient_id, medication_group)
     where e.event_day between e.fu_start_day and e.fu_end_day
 ),
 
+-- what every episode set shares, in one pass over the group's dispensings
 intervals as (
     select
-        *,
+        group_key,
+        event_seq,
+        event_day,
+        duration_days,
         row_number() over w as k,
-        count(*) over (partition by patient_id, medication_group, episode_set) as n_events,
+        count(*) over (partition by group_key) as n_events,
+        min(event_day) over (partition by group_key) as first_event_day,
+        lead(event_day) over w as next_event_day,
         coalesce(lead(event_day) over w, fu_end_day) - event_day as interval_days,
-        lead(medication) over w as next_medication,
-        lead(daily_dose) over w as next_daily_dose,
-        -- a medication change stops the carry-over when it is only for the same medication
-        case
-            when carry_same_medication and medication is distinct from lag(medication) over w
-                then 1 else 0
-        end as starts_carry_run,
-        coalesce(daily_dose, last_value(daily_dose ignore nulls) over w) as dose_known
+        medication is distinct from lead(medication) over w as medication_changes_next,
+        daily_dose is distinct from lead(daily_dose) over w as dose_changes_next,
+        case when medication is distinct from lag(medication) over w then 1 else 0 end
+            as starts_medication_run,
+        -- the dose carried forward from the last known one (else the first known, else 1)
+        coalesce(
+            daily_dose,
+            last_value(daily_dose ignore nulls) over w,
+            first_value(daily_dose ignore nulls) over (
+                w rows between unbounded preceding and unbounded following),
+            1.0) as dose_filled
     from followup_events
-    window w as (partition by patient_id, medication_group, episode_set order by event_seq)
+    window w as (partition by group_key order by event_seq)
 ),
 
-carry_runs as (
+medication_runs as (
     select
         *,
-        sum(starts_carry_run) over (
-            partition by patient_id, medication_group, episode_set order by event_seq
-        ) as carry_run,
-        case
-            when carry_dose_adjusted
-                then coalesce(dose_known, first_value(dose_known ignore nulls) over (
-                    partition by patient_id, medication_group, episode_set order by event_seq
-                    rows between unbounded preceding and unbounded following), 1.0)
-            else 1.0
-        end as dose_units
+        sum(starts_medication_run) over (partition by group_key order by event_seq)
+            as medication_run
     from intervals
+),
+
+set_events as (
+    select
+        e.*,
+        s.set_key,
+        s.carry_over,
+        -- a medication change stops the carry-over when it is only for the same medication
+        case when s.carry_same_medication then e.medication_run else 0 end as carry_run,
+        case when s.carry_dose_adjusted then e.dose_filled else 1.0 end as dose_units
+    from medication_runs as e
+    cross join episode_sets as s
 ),
 
 supply_balance as (
     select
         *,
-        (duration_days - interval_days) * dose_units as surplus,
         coalesce(sum((duration_days - interval_days) * dose_units) over (
-            partition by patient_id, medication_group, episode_set, carry_run order by event_seq
+            partition by group_key, set_key, carry_run order by event_seq
             rows between unbounded preceding and 1 preceding), 0) as cum_surplus_before
-    from carry_runs
+    from set_events
+    where carry_over
 ),
 
 gaps as (
     select
-        *,
-        case
-            when carry_over then (cum_surplus_before - min(cum_surplus_before) over (
-                partition by patient_id, medication_group, episode_set, carry_run order by event_seq
-                rows unbounded preceding)) / dose_units
-            else 0
-        end as carry_in_days
+        * exclude (cum_surplus_before),
+        (cum_surplus_before - min(cum_surplus_before) over (
+            partition by group_key, set_key, carry_run order by event_seq
+            rows unbounded preceding)) / dose_units as carry_in_days
     from supply_balance
+    union all
+    select *, 0 as carry_in_days
+    from set_events
+    where not carry_over
 ),
 
 episode_breaks as (
     select
-        *,
-        greatest(0, interval_days - duration_days - carry_in_days) as gap_days,
+        g.group_key,
+        g.set_key,
+        g.event_seq,
+        g.k,
+        g.n_events,
+        g.first_event_day,
+        g.next_event_day,
+        greatest(0, g.interval_days - g.duration_days - g.carry_in_days) as gap_days,
         case
-            when max_gap_unit = 'percent' then max_gap / 100 * duration_days
-            else greatest(max_gap, 0)
-        end as max_gap_days
-    from gaps
+            when s.max_gap_unit = 'percent' then s.max_gap / 100 * g.duration_days
+            else greatest(s.max_gap, 0)
+        end as max_gap_days,
+        s.medication_change_starts_new and g.n_events > 1
+            and (g.k = g.n_events or g.medication_changes_next) as ends_by_medication,
+        s.dosage_change_starts_new and g.n_events > 1
+            and (g.k = g.n_events or g.dose_changes_next) as ends_by_dose
+    from gaps as g
+    join episode_sets as s using (set_key)
 ),
 
+-- the dispensings that end an episode (the last one always does)
 episode_ends as (
     select
         *,
-        gap_days > max_gap_days as ends_by_gap,
-        medication_change_starts_new and n_events > 1
-            and (k = n_events or medication is distinct from next_medication) as ends_by_medication,
-        dosage_change_starts_new and n_events > 1
-            and (k = n_events or daily_dose is distinct from next_daily_dose) as ends_by_dose
+        gap_days > max_gap_days as ends_by_gap
     from episode_breaks
-),
-
-episode_numbers as (
-    select
-        *,
-        cast(1 + coalesce(sum(case when ends_by_gap or ends_by_medication or ends_by_dose then 1 end)
-            over (partition by patient_id, medication_group, episode_set order by event_seq
-                  rows between unbounded preceding and 1 preceding), 0) as integer) as episode_id
-    from episode_ends
+    where gap_days > max_gap_days or ends_by_medication or ends_by_dose or k = n_events
 ),
 
 episodes as (
     select
-        patient_id,
-        medication_group,
-        episode_set,
-        episode_id,
-        any_value(fu_start_day) as fu_start_day,
-        any_value(fu_end_day) as fu_end_day,
-        any_value(ow_start_day) as ow_start_day,
-        any_value(ow_end_day) as ow_end_day,
-        any_value(append_max_gap) as append_max_gap,
-        cast(min(event_day) as double) as episode_start_day,
-        cast(count(*) as integer) as n_dispensings,
-        arg_max(gap_days, event_seq) as end_gap_days,
-        arg_max(max_gap_days, event_seq) as end_max_gap_days,
-        arg_max(case
+        group_key,
+        set_key,
+        cast(row_number() over w as integer) as episode_id,
+        cast(coalesce(lag(next_event_day) over w, first_event_day) as double) as episode_start_day,
+        cast(k - coalesce(lag(k) over w, 0) as integer) as n_dispensings,
+        cast(next_event_day as double) as next_episode_start_day,
+        gap_days as end_gap_days,
+        max_gap_days as end_max_gap_days,
+        case
             when ends_by_gap then 'gap'
             when k = n_events then 'follow_up_end'
             when ends_by_medication then 'medication_change'
-            else 'dosage_change' end, event_seq) as end_reason
-    from episode_numbers
-    group by all
+            else 'dosage_change'
+        end as end_reason
+    from episode_ends
+    window w as (partition by group_key, set_key order by event_seq)
 ),
 
 episode_durations as (
     select
-        *,
-        lead(episode_start_day) over (
-            partition by patient_id, medication_group, episode_set order by episode_id
-        ) as next_episode_start_day,
+        g.patient_id,
+        g.medication_group,
+        s.episode_set,
+        e.*,
+        s.append_max_gap,
+        g.fu_start_day,
+        g.fu_end_day,
+        g.ow_start_day,
+        g.ow_end_day,
         case
             -- appended: an episode ended by a gap longer than the maximum keeps the maximum
-            when append_max_gap and end_gap_days > end_max_gap_days
-                then end_gap_days - end_max_gap_days
-            when append_max_gap then 0
-            else end_gap_days
+            when s.append_max_gap and e.end_gap_days > e.end_max_gap_days
+                then e.end_gap_days - e.end_max_gap_days
+            when s.append_max_gap then 0
+            else e.end_gap_days
         end as gap_removed_days
-    from episodes
+    from episodes as e
+    join groups as g using (group_key)
+    join episode_sets as s using (set_key)
 ),
 
 final as (
