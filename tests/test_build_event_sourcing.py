@@ -194,8 +194,12 @@ def test_skip_models_drops_dependents_and_keeps_the_refractory_tables(
     a = digests(build(full, as_of=AS_OF, full=True).output_dir)
     b = digests(build(lean, as_of=AS_OF, full=True).output_dir)
     dropped = set(a) - set(b)
-    assert {"adherence_cma_events.parquet", "adherence_cma_windows.parquet",
-            "adherence_cma.parquet", "adherence_sliding_windows.parquet"} <= dropped
+    assert {
+        "adherence_cma_events.parquet",
+        "adherence_cma_windows.parquet",
+        "adherence_cma.parquet",
+        "adherence_sliding_windows.parquet",
+    } <= dropped
     assert "adherence_trial.parquet" in b
     for name in ("trial_outcomes.parquet", "refractory_status.parquet", "treatment_trials.parquet"):
         assert a[name] == b[name], name
