@@ -277,26 +277,7 @@ def build(
         return
     with progress_bar() as prog:
         res = do_build(c, as_of=ts, full=full, progress=prog, until_batch=until_batch)
-    summary = {
-        "build_id": res.build_id,
-        "as_of": res.as_of.isoformat(sep=" "),
-        "mode": res.mode,
-        "reason": res.reason,
-        "affected_patients": res.affected_patients,
-        "steps": [
-            {
-                "name": s.name,
-                "rows": s.rows,
-                "patients": s.patients,
-                "seconds": s.seconds,
-                "write_seconds": s.write_seconds,
-                "layer": s.layer,
-            }
-            for s in res.steps
-        ],
-        "phases": {k: round(v, 2) for k, v in res.timings.items()},
-        "seconds": round(res.timings.get("total", 0.0), 2),
-    }
+    summary = res.summary()
     if json_out:
         out.print_json(json.dumps(summary))
         return

@@ -88,24 +88,22 @@ def run(
         # provisional record (status running): the published `runs` view includes this run, and
         # a run killed mid-way stays visible as `running` (replaced by the final record below)
         path = wh.runs_dir / f"{run_id}.json"
-        atomic_write_json(
-            path,
-            {
-                "run_id": run_id,
-                "started_at": started.isoformat(sep=" "),
-                "finished_at": None,
-                "status": "running",
-                "exit_code": None,
-                "published": False,
-                "as_of": as_of.isoformat(sep=" ") if as_of else None,
-                "inputs": [str(p) for p in paths],
-                "ingest": None,
-                "build": None,
-                "post_build": None,
-                "parameters": cfg.to_dict(),
-                "seconds": None,
-            },
-        )
+        record: dict[str, Any] = {
+            "run_id": run_id,
+            "started_at": started.isoformat(sep=" "),
+            "finished_at": None,
+            "status": "running",
+            "exit_code": None,
+            "published": False,
+            "as_of": as_of.isoformat(sep=" ") if as_of else None,
+            "inputs": [str(p) for p in paths],
+            "ingest": None,
+            "build": None,
+            "post_build": None,
+            "parameters": cfg.to_dict(),
+            "seconds": None,
+        }
+        atomic_write_json(path, record)
         log.info("run.start", run_id=run_id, inputs=len(paths))
         ing = ingest(paths, cfg, progress=progress)
         t_ingest = time.perf_counter() - t0
@@ -120,64 +118,42 @@ def run(
                 steps[name] = step(cfg, wh, res)
         status = "ok" if ing.gate_passed else "gate_failed"
         code = EXIT_OK if ing.gate_passed else EXIT_GATE_FAILED
-        record = {
-            "run_id": run_id,
-            "started_at": started.isoformat(sep=" "),
-            "finished_at": _utcnow().isoformat(sep=" "),
-            "status": status,
-            "exit_code": code,
-            "published": bool(res),
-            "as_of": res.as_of.isoformat(sep=" ") if res else None,
-            "inputs": [str(p) for p in paths],
-            "ingest": {
-                "batch_id": ing.batch_id,
-                "rows_read": ing.rows_read,
-                "accepted": ing.accepted,
-                "quarantined": ing.quarantined,
-                "duplicates": ing.duplicates,
-                "reconciled": ing.reconciled,
-                "gate_passed": ing.gate_passed,
-                "files": [
-                    {
-                        "path": f.path,
-                        "sha256": f.sha256,
-                        "status": f.status,
-                        "rows_read": f.rows_read,
-                        "accepted": f.accepted,
-                        "quarantined": f.quarantined,
-                        "duplicates": f.duplicates,
-                        "message": f.message,
-                    }
-                    for f in ing.files
-                ],
-                "seconds": round(t_ingest, 3),
-                "peak_rss_mb": round(ing.peak_rss_mb, 1),
-            },
-            "build": None
-            if res is None
-            else {
-                "build_id": res.build_id,
-                "mode": res.mode,
-                "reason": res.reason,
-                "affected_patients": res.affected_patients,
-                "steps": [
-                    {
-                        "name": s.name,
-                        "layer": s.layer,
-                        "rows": s.rows,
-                        "patients": s.patients,
-                        "seconds": s.seconds,
-                        "write_seconds": s.write_seconds,
-                    }
-                    for s in res.steps
-                ],
-                "phases": {k: round(v, 3) for k, v in res.timings.items()},
-                "seconds": round(res.timings.get("total", 0.0), 3),
-            },
-            "post_build": steps,
-            "parameters": cfg.to_dict(),
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
+        record.update(
+            {
+                "finished_at": _utcnow().isoformat(sep=" "),
+                "status": status,
+                "exit_code": code,
+                "published": bool(res),
+                "as_of": res.as_of.isoformat(sep=" ") if res else None,
+                "ingest": {
+                    "batch_id": ing.batch_id,
+                    "rows_read": ing.rows_read,
+                    "accepted": ing.accepted,
+                    "quarantined": ing.quarantined,
+                    "duplicates": ing.duplicates,
+                    "reconciled": ing.reconciled,
+                    "gate_passed": ing.gate_passed,
+                    "files": [
+                        {
+                            "path": f.path,
+                            "sha256": f.sha256,
+                            "status": f.status,
+                            "rows_read": f.rows_read,
+                            "accepted": f.accepted,
+                            "quarantined": f.quarantined,
+                            "duplicates": f.duplicates,
+                            "message": f.message,
+                        }
+                        for f in ing.files
+                    ],
+                    "seconds": round(t_ingest, 3),
+                    "peak_rss_mb": round(ing.peak_rss_mb, 1),
+                },
+                "build": None if res is None else res.summary(),
+                "post_build": steps,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
         atomic_write_json(path, record)
     log.info("run.done", run_id=run_id, status=status, seconds=record["seconds"])
     return RunResult(

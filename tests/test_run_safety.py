@@ -23,16 +23,10 @@ import duckdb
 import pytest
 
 from tests.conftest import REPO
+from tests.test_ingest_atomicity import _env
 
 SAMPLE = REPO / "data" / "sample" / "deliveries"
 AS_OF = "2025-01-31"
-
-
-def _env(wh: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("TXH_FAULT_AT", None)
-    env.update({"TXH_WAREHOUSE": str(wh), "GX_ANALYTICS_ENABLED": "false"})
-    return env
 
 
 def _run(wh: Path, files: list[Path]) -> subprocess.Popen:

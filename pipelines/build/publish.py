@@ -19,7 +19,13 @@ import duckdb
 
 from pipelines.build.models import Model
 from pipelines.config import Config
-from pipelines.warehouse import Warehouse, atomic_write_json, fault_point, fsync_dir
+from pipelines.warehouse import (
+    Warehouse,
+    atomic_write_bytes,
+    atomic_write_json,
+    fault_point,
+    fsync_dir,
+)
 
 STORAGE_COMPATIBILITY = "v1.5.0"
 
@@ -119,9 +125,7 @@ def publish_build(
     # the data dictionary next to the DuckDB file (HTML, from the same sidecars as the comments)
     from pipelines.docs import render_data_dictionary_html
 
-    html_tmp = wh.root / f".tmp-data_dictionary-{build_id}.html"
-    html_tmp.write_text(render_data_dictionary_html())
-    os.replace(html_tmp, wh.root / "data_dictionary.html")
+    atomic_write_bytes(wh.root / "data_dictionary.html", render_data_dictionary_html().encode())
     tmp = wh.root / f".tmp-warehouse-{build_id}.duckdb"
     write_duckdb(tmp, wh, build_dir, models, extra)
     fd = os.open(tmp, os.O_RDONLY)

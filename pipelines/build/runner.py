@@ -75,6 +75,29 @@ class BuildResult:
     timings: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
 
+    def summary(self) -> dict[str, Any]:
+        """Machine-readable summary (``txh build --json`` and the run record's ``build``)."""
+        return {
+            "build_id": self.build_id,
+            "as_of": self.as_of.isoformat(sep=" "),
+            "mode": self.mode,
+            "reason": self.reason,
+            "affected_patients": self.affected_patients,
+            "steps": [
+                {
+                    "name": s.name,
+                    "layer": s.layer,
+                    "rows": s.rows,
+                    "patients": s.patients,
+                    "seconds": s.seconds,
+                    "write_seconds": s.write_seconds,
+                }
+                for s in self.steps
+            ],
+            "phases": {k: round(v, 3) for k, v in self.timings.items()},
+            "seconds": round(self.timings.get("total", 0.0), 3),
+        }
+
 
 def _q(s: str) -> str:
     return "'" + str(s).replace("'", "''") + "'"

@@ -51,10 +51,14 @@ def _build_dir(path: Path) -> Path:
     """A build directory, or the current build of a warehouse."""
     if (path / "refractory_status.parquet").exists():
         return path
-    pointer = path / "CURRENT"
-    if not pointer.exists():
+    from pipelines.build.runner import read_current
+    from pipelines.warehouse import Warehouse
+
+    wh = Warehouse(path)
+    current = read_current(wh)
+    if current is None:
         raise FileNotFoundError(f"no build under {path}")
-    return path / "builds" / json.loads(pointer.read_text())["build_id"]
+    return wh.builds_dir / current["build_id"]
 
 
 def compare(build: Path, truth: Path) -> Agreement:
