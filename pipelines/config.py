@@ -44,7 +44,12 @@ def _p(default: Any, doc: str, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    memory_limit: str = _p("4GB", "DuckDB memory_limit; DuckDB spills to temp_directory beyond it.")
+    memory_limit: str = _p(
+        "auto",
+        "DuckDB memory_limit for builds, reports and queries, e.g. '8GB'; 'auto' = half the "
+        "machine's physical memory (at least 2GB). DuckDB spills to temp_directory beyond it. "
+        "At 10M events a 4GB limit made the build spill and run 1.3x slower than with 10GB.",
+    )
     threads: int = _p(0, "DuckDB threads (0 = all cores).")
     temp_directory: str = _p("", "Spill directory ('' = <warehouse>/tmp/duckdb).")
 
@@ -128,6 +133,12 @@ class BuildConfig:
         True,
         "Recompute only patients with new events when the previous build is compatible (same "
         "evaluation date, parameters and transforms); otherwise rebuild everything.",
+    )
+    incremental_max_affected_fraction: float = _p(
+        0.5,
+        "An incremental build recomputes the patients with new events and rewrites every table; "
+        "when more than this fraction of the previous build's patients is affected, a full "
+        "rebuild is cheaper (10M events: 60% affected took 241 s incrementally, 213 s in full).",
     )
     keep_builds: int = _p(3, "Published builds kept on disk for readers of older views.")
     rule_pack_dirs: list[str] = _p(

@@ -276,6 +276,15 @@ def fsync_tree(root: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
+def resolve_memory_limit(value: str) -> str:
+    """``auto``: half the physical memory (at least 2GB), in whole MB; anything else as given."""
+    if value.strip().lower() != "auto":
+        return value
+    import psutil
+
+    return f"{max(2048, psutil.virtual_memory().total // 2 // 2**20)}MB"
+
+
 def connect(
     cfg: Config,
     database: str | Path = ":memory:",
@@ -287,7 +296,9 @@ def connect(
     con = duckdb.connect(str(database), read_only=read_only)
     con.execute("SET enable_progress_bar = false")
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET memory_limit = '{memory_limit or cfg.engine.memory_limit}'")
+    con.execute(
+        f"SET memory_limit = '{resolve_memory_limit(memory_limit or cfg.engine.memory_limit)}'"
+    )
     if cfg.engine.threads:
         con.execute(f"SET threads = {int(cfg.engine.threads)}")
     temp = cfg.engine.temp_directory or str((wh or Warehouse.from_config(cfg)).tmp_dir / "duckdb")

@@ -50,7 +50,12 @@ def batches(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def test_incremental_equals_full_rebuild(tmp_path: Path, batches: list[Path]) -> None:
-    inc = make_cfg(tmp_path / "inc", quality={"mostly": 0.0})
+    # every build after the first incremental, however many patients a batch touches
+    inc = make_cfg(
+        tmp_path / "inc",
+        quality={"mostly": 0.0},
+        build={"incremental_max_affected_fraction": 1.0},
+    )
     full = make_cfg(tmp_path / "full", quality={"mostly": 0.0})
     t0 = datetime(2025, 1, 1)
     modes = []
@@ -67,6 +72,32 @@ def test_incremental_equals_full_rebuild(tmp_path: Path, batches: list[Path]) ->
     )
     assert digests(inc_dir) == digests(res_full.output_dir)
     assert len(digests(inc_dir)) >= 1
+
+
+def test_many_affected_patients_rebuild_in_full(tmp_path: Path, batches: list[Path]) -> None:
+    """Past build.incremental_max_affected_fraction of the patients, a full rebuild is cheaper
+    than recomputing them and merging: the build says so and the result is the full one."""
+    t0 = datetime(2025, 1, 1)
+    strict = make_cfg(
+        tmp_path / "wh",
+        quality={"mostly": 0.0},
+        build={"incremental_max_affected_fraction": 0.0},
+    )
+    ingest([batches[0]], strict, ingest_time=t0)
+    assert build(strict, as_of=AS_OF).mode == "full"
+    ingest([batches[1]], strict, ingest_time=t0 + timedelta(hours=1))
+    res = build(strict, as_of=AS_OF)
+    assert res.mode == "full"
+    assert "incremental_max_affected_fraction" in res.reason
+    assert res.affected_patients is None
+    lenient = make_cfg(
+        tmp_path / "wh",
+        quality={"mostly": 0.0},
+        build={"incremental_max_affected_fraction": 1.0},
+    )
+    ingest([batches[2]], lenient, ingest_time=t0 + timedelta(hours=2))
+    again = build(lenient, as_of=AS_OF)
+    assert again.mode == "incremental" and again.affected_patients
 
 
 def test_as_of_reproduces_an_earlier_build(tmp_path: Path, batches: list[Path]) -> None:

@@ -210,14 +210,17 @@ depression_flags as (
         e.patient_id is not null as had_ect,
         case
             when d.n_failed = 0 then 0
-            when d.n_failed_major_classes < 2 then 1
+            when d.n_failed_major_classes < getvariable('thase_rush_stage2_min_major_classes')
+                then 1
             when not coalesce(d.failed_tca, false) then 2
             when not coalesce(d.failed_maoi, false) then 3
             when e.patient_id is null then 4
             else 5
         end as thase_rush_stage,
-        d.n_failed_adequate_mgh + 0.5 * d.n_failed_combination
-            + case when e.patient_id is not null then 3 else 0 end as mgh_score
+        d.n_failed_adequate_mgh * getvariable('mgh_points_per_failed_trial')
+            + d.n_failed_combination * getvariable('mgh_points_per_combination')
+            + case when e.patient_id is not null then getvariable('mgh_points_for_ect') else 0 end
+            as mgh_score
     from depression as d
     left join ect as e on e.patient_id = d.patient_id
 ),
