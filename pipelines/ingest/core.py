@@ -349,6 +349,7 @@ def _run_batch(
         )
         con.execute(("INSERT INTO checked " if created else "CREATE TABLE checked AS ") + select)
         created = True
+        _offload_raw(con, raw, wh.tmp_dir / f"ingest-{batch_id:06d}" / f"raw_{idx}.parquet")
     if not created:
         con.execute(
             "CREATE TABLE checked AS "
@@ -517,6 +518,7 @@ def _run_batch(
     }
     atomic_write_json(wh.manifest_path(batch_id), manifest)
     fault_point("ingest.after_manifest")
+    shutil.rmtree(wh.tmp_dir / f"ingest-{batch_id:06d}", ignore_errors=True)
     return IngestResult(
         batch_id=batch_id,
         files=all_reports,
@@ -524,6 +526,23 @@ def _run_batch(
         data_docs_path=docs_dir / "data_docs.html",
         timings=timings,
     )
+
+
+def _offload_raw(con: duckdb.DuckDBPyConnection, raw: Any, path: Path) -> None:
+    """Move a file's original rows out of DuckDB's memory into a temporary Parquet file.
+
+    After normalisation they are needed only for the few rows that end up quarantined or
+    duplicate (the quarantine keeps the original row). Kept in memory, a 10M-row batch held its
+    text twice (originals and ``checked``) under the 1 GB ingest memory limit, and every later
+    stage spilled. The file goes with the batch (and ``sweep_uncommitted`` removes leftovers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY (SELECT * FROM {raw.table}) TO {_q(str(path))} (FORMAT parquet)")
+    is_view = con.execute(
+        f"SELECT count(*) FROM duckdb_views() WHERE view_name = {_q(raw.table)}"
+    ).fetchone()[0]
+    con.execute(f"DROP {'VIEW' if is_view else 'TABLE'} {raw.table}")
+    con.execute(f"DROP TABLE IF EXISTS {raw.table}_parsed")
+    con.execute(f"CREATE VIEW {raw.table} AS SELECT * FROM read_parquet({_q(str(path))})")
 
 
 def _checked_select(
