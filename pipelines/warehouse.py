@@ -277,12 +277,12 @@ def fsync_tree(root: Path) -> None:
 
 
 def resolve_memory_limit(value: str) -> str:
-    """``auto``: half the physical memory (at least 2GB), in whole MB; anything else as given."""
+    """``auto``: half the physical memory (at least 2 GiB), in MiB; anything else as given."""
     if value.strip().lower() != "auto":
         return value
     import psutil
 
-    return f"{max(2048, psutil.virtual_memory().total // 2 // 2**20)}MB"
+    return f"{max(2048, psutil.virtual_memory().total // 2 // 2**20)}MiB"
 
 
 def connect(

@@ -54,3 +54,30 @@ def test_cli_exits_2_on_bad_configuration(tmp_path: Path) -> None:
         text=True,
     )
     assert r.returncode == 2 and "unknown setting" in r.stderr
+
+
+def test_memory_limit_auto_is_half_the_ram_and_explicit_values_apply(tmp_path: Path) -> None:
+    import psutil
+
+    from pipelines.warehouse import connect, resolve_memory_limit
+
+    half_mb = psutil.virtual_memory().total // 2 // 2**20
+    assert resolve_memory_limit("auto") == f"{max(2048, half_mb)}MiB"
+    assert resolve_memory_limit("3GB") == "3GB"
+    cfg = load_config(warehouse=str(tmp_path / "w"))
+    assert cfg.engine.memory_limit == "auto"
+    con = connect(cfg)
+    try:
+        applied = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    finally:
+        con.close()
+    # DuckDB reports the limit in its own units (GiB / MiB, rounded): compare in MiB
+    value, unit = applied.split()
+    mib = float(value) * {"GiB": 1024, "MiB": 1, "TiB": 1024 * 1024}[unit]
+    assert abs(mib - max(2048, half_mb)) <= 103  # DuckDB shows GiB to one decimal
+    con = connect(cfg, memory_limit="1GB")
+    try:
+        one = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    finally:
+        con.close()
+    assert one != applied

@@ -318,6 +318,8 @@ def _run_batch(
     # ---- 2-3. load each file and normalise it into `checked` ----------------------------------
     file_reports: dict[int, FileReport] = {}
     raw_tables: dict[int, Any] = {}
+    # original rows live in Parquet files here until the batch commits (see _offload_raw)
+    batch_tmp = wh.tmp_dir / f"ingest-{batch_id:06d}"
     created = False
     for idx, (f, conv) in enumerate(todo):
         progress(f"read {Path(f.display_path).name}", idx / max(len(todo), 1))
@@ -331,7 +333,9 @@ def _run_batch(
         )
         file_reports[idx] = rep
         try:
-            raw = load_raw(con, f, f"raw_{idx}", contract, cfg.ingest.csv_delimiter)
+            raw = load_raw(
+                con, f, f"raw_{idx}", contract, cfg.ingest.csv_delimiter, spill_dir=batch_tmp
+            )
         except FileRejected as e:
             rep.status, rep.message = "rejected", e.message
             rep.reasons = {e.reason_code: 1}
@@ -349,7 +353,7 @@ def _run_batch(
         )
         con.execute(("INSERT INTO checked " if created else "CREATE TABLE checked AS ") + select)
         created = True
-        _offload_raw(con, raw, wh.tmp_dir / f"ingest-{batch_id:06d}" / f"raw_{idx}.parquet")
+        _offload_raw(con, raw, batch_tmp / f"raw_{idx}.parquet")
     if not created:
         con.execute(
             "CREATE TABLE checked AS "
@@ -450,7 +454,10 @@ def _run_batch(
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     for raw in raw_tables.values():  # originals are in the quarantine now; free the memory
         con.execute(f"DROP {'VIEW' if raw.table in views else 'TABLE'} {raw.table}")
-        con.execute(f"DROP TABLE IF EXISTS {raw.table}_parsed")
+        if f"{raw.table}_parsed" in views:
+            con.execute(f"DROP VIEW {raw.table}_parsed")
+        else:
+            con.execute(f"DROP TABLE IF EXISTS {raw.table}_parsed")
     event_files: list[str] = []
     tmp_events = wh.events_dir / f".tmp-batch={batch_id:06d}"
     final_events = wh.batch_events_dir(batch_id)
@@ -518,7 +525,7 @@ def _run_batch(
     }
     atomic_write_json(wh.manifest_path(batch_id), manifest)
     fault_point("ingest.after_manifest")
-    shutil.rmtree(wh.tmp_dir / f"ingest-{batch_id:06d}", ignore_errors=True)
+    shutil.rmtree(batch_tmp, ignore_errors=True)
     return IngestResult(
         batch_id=batch_id,
         files=all_reports,
@@ -535,13 +542,14 @@ def _offload_raw(con: duckdb.DuckDBPyConnection, raw: Any, path: Path) -> None:
     duplicate (the quarantine keeps the original row). Kept in memory, a 10M-row batch held its
     text twice (originals and ``checked``) under the 1 GB ingest memory limit, and every later
     stage spilled. The file goes with the batch (and ``sweep_uncommitted`` removes leftovers)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY (SELECT * FROM {raw.table}) TO {_q(str(path))} (FORMAT parquet)")
     is_view = con.execute(
         f"SELECT count(*) FROM duckdb_views() WHERE view_name = {_q(raw.table)}"
     ).fetchone()[0]
-    con.execute(f"DROP {'VIEW' if is_view else 'TABLE'} {raw.table}")
-    con.execute(f"DROP TABLE IF EXISTS {raw.table}_parsed")
+    if is_view:  # a CSV streamed to Parquet by load_raw: not in memory
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY (SELECT * FROM {raw.table}) TO {_q(str(path))} (FORMAT parquet)")
+    con.execute(f"DROP TABLE {raw.table}")
     con.execute(f"CREATE VIEW {raw.table} AS SELECT * FROM read_parquet({_q(str(path))})")
 
 

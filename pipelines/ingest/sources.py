@@ -126,11 +126,18 @@ def load_raw(
     table: str,
     contract: Contract,
     delimiter: str = ",",
+    spill_dir: Path | None = None,
 ) -> RawTable:
+    """Load one input file as ``table`` (all text, with ``_row``: its line or record number).
+
+    With ``spill_dir``, a CSV is parsed straight into a Parquet file there (streaming, nothing
+    held in DuckDB's memory) and ``table`` is a view over it."""
     if f.size_bytes == 0:
         raise FileRejected("empty_file", f"{f.name}: the file is empty")
-    loader = {"csv": _load_csv, "jsonl": _load_jsonl, "parquet": _load_parquet}[f.fmt]
-    raw = loader(con, f, table, delimiter)
+    if f.fmt == "csv":
+        raw = _load_csv(con, f, table, delimiter, spill_dir)
+    else:
+        raw = {"jsonl": _load_jsonl, "parquet": _load_parquet}[f.fmt](con, f, table, delimiter)
     if raw.rows == 0 and raw.malformed == 0:
         raise FileRejected("empty_file", f"{f.name}: the file has no data rows")
     if f.fmt != "jsonl":
@@ -147,7 +154,13 @@ def load_raw(
     return raw
 
 
-def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str) -> RawTable:
+def _load_csv(
+    con: duckdb.DuckDBPyConnection,
+    f: InputFile,
+    table: str,
+    delimiter: str,
+    spill_dir: Path | None = None,
+) -> RawTable:
     # Read the header ourselves: DuckDB's sniffer may guess "no header" for all-text files,
     # and refuses files whose malformed lines confuse it.
     try:
@@ -163,15 +176,34 @@ def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimite
         raise FileRejected("bad_header", f"{f.name}: header has empty or duplicate column names")
     cols = "{" + ", ".join(f"{_q(n)}: 'VARCHAR'" for n in names) + "}"
     rej_scan, rej_err = f"{table}_rej_scans", f"{table}_rej_errors"
+    scan = (
+        f"SELECT * FROM read_csv({_q(str(f.path))}, "
+        f"header=true, columns={cols}, delim={_q(delimiter)}, quote='\"', escape='\"', "
+        f"auto_detect=false, store_rejects=true, rejects_scan={_q(rej_scan)}, "
+        f"rejects_table={_q(rej_err)}, max_line_size=10000000, null_padding=false)"
+    )
+    spill = spill_dir is not None and "file_row_number" not in {n.lower() for n in names}
     try:
-        con.execute(
-            f"CREATE TABLE {table}_parsed AS SELECT * FROM read_csv({_q(str(f.path))}, "
-            f"header=true, columns={cols}, delim={_q(delimiter)}, quote='\"', escape='\"', "
-            f"auto_detect=false, store_rejects=true, rejects_scan={_q(rej_scan)}, "
-            f"rejects_table={_q(rej_err)}, max_line_size=10000000, null_padding=false)"
-        )
+        if spill:
+            assert spill_dir is not None
+            spill_dir.mkdir(parents=True, exist_ok=True)
+            path = spill_dir / f"{table}_parsed.parquet"
+            con.execute(f"COPY ({scan}) TO {_q(str(path))} (FORMAT parquet)")
+            con.execute(
+                f"CREATE VIEW {table}_parsed AS SELECT * "
+                f"FROM read_parquet({_q(str(path))}, file_row_number = true)"
+            )
+        else:
+            con.execute(f"CREATE TABLE {table}_parsed AS {scan}")
     except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
         raise FileRejected("unreadable_file", f"{f.name}: cannot read as CSV ({_short(e)})") from e
+    # the record number (0-based, file order) as _k: the rowid of the in-memory table, or the
+    # row number in the Parquet file the CSV was streamed into (preserve_insertion_order)
+    numbered = (
+        f"SELECT * EXCLUDE (file_row_number), file_row_number AS _k FROM {table}_parsed"
+        if spill
+        else f"SELECT *, rowid AS _k FROM {table}_parsed"
+    )
     rejected_lines = con.execute(f"SELECT count(DISTINCT line) FROM {rej_err}").fetchone()[0]
     parsed = con.execute(f"SELECT count(*) FROM {table}_parsed").fetchone()[0]
     if parsed == 0 and rejected_lines > 0:
@@ -196,7 +228,7 @@ def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimite
         """)
         con.execute(f"""
             CREATE TABLE {table} AS
-            WITH numbered AS (SELECT *, rowid AS _k FROM {table}_parsed)
+            WITH numbered AS ({numbered})
             SELECT n.* EXCLUDE (_k),
                    n._k + 2 + coalesce(t.shift, 0) AS _row
             FROM numbered n ASOF LEFT JOIN {table}_rejthreshold t ON n._k >= t.k_from
@@ -210,14 +242,16 @@ def _load_csv(con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimite
         """)
     else:
         # no copy: the parsed table's rowid is the record number
-        con.execute(f"CREATE VIEW {table} AS SELECT *, rowid + 2 AS _row FROM {table}_parsed")
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT * EXCLUDE (_k), _k + 2 AS _row FROM ({numbered})"
+        )
         con.execute(
             f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)"
         )
         return RawTable(
             table=table, columns=names, rows=parsed, malformed=0, provenance=_has_provenance(names)
         )
-    con.execute(f"DROP TABLE {table}_parsed")
+    con.execute(f"DROP {'VIEW' if spill else 'TABLE'} {table}_parsed")
     return RawTable(
         table=table,
         columns=names,
