@@ -92,6 +92,20 @@ def _scope(family: str | None) -> str:
     return "TRUE" if family is None else f"family = '{family}'"
 
 
+def _domain_check(suite: str, column: str, domain: tuple[str, ...], mostly: float) -> Check:
+    """A value outside the contract's domain for ``column``."""
+    return Check(
+        suite=suite,
+        reason_code=f"unknown_{column}",
+        gx_type="expect_column_values_to_be_in_set",
+        kwargs={"column": column, "value_set": list(domain)},
+        predicate=f"{column} IS NOT NULL AND {column} NOT IN ({_sql_list(domain)})",
+        rationale=f"`{column}` must be one of the contract's values.",
+        origin="contract",
+        mostly=mostly,
+    )
+
+
 def _contract_checks(contract: Contract, mostly: float) -> dict[str, list[Check]]:
     out: dict[str, list[Check]] = {ENVELOPE_SUITE: []}
     env = out[ENVELOPE_SUITE]
@@ -110,18 +124,7 @@ def _contract_checks(contract: Contract, mostly: float) -> dict[str, list[Check]
                 )
             )
         if col.domain:
-            env.append(
-                Check(
-                    suite=ENVELOPE_SUITE,
-                    reason_code=f"unknown_{col.name}",
-                    gx_type="expect_column_values_to_be_in_set",
-                    kwargs={"column": col.name, "value_set": list(col.domain)},
-                    predicate=f"{col.name} IS NOT NULL AND {col.name} NOT IN ({_sql_list(col.domain)})",
-                    rationale=f"`{col.name}` must be one of the contract's values.",
-                    origin="contract",
-                    mostly=mostly,
-                )
-            )
+            env.append(_domain_check(ENVELOPE_SUITE, col.name, col.domain, mostly))
     env.append(
         Check(
             suite=ENVELOPE_SUITE,
@@ -163,18 +166,7 @@ def _contract_checks(contract: Contract, mostly: float) -> dict[str, list[Check]
                     )
                 )
             if col.domain:
-                checks.append(
-                    Check(
-                        suite=fam,
-                        reason_code=f"unknown_{col.name}",
-                        gx_type="expect_column_values_to_be_in_set",
-                        kwargs={"column": col.name, "value_set": list(col.domain)},
-                        predicate=f"{col.name} IS NOT NULL AND {col.name} NOT IN ({_sql_list(col.domain)})",
-                        rationale=f"`{col.name}` must be one of the contract's values.",
-                        origin="contract",
-                        mostly=mostly,
-                    )
-                )
+                checks.append(_domain_check(fam, col.name, col.domain, mostly))
         out[fam] = checks
     return out
 

@@ -529,26 +529,35 @@ def _affected_patients(
     ``affected``), and the patients with a visible event now."""
     prev_as_of = _q(prev["as_of"])
     now = _q(as_of.isoformat(sep=" "))
+    # one row per patient (not per event): did any of its events change visibility, is any
+    # visible now
     con.execute(f"""
-        CREATE OR REPLACE TABLE visibility AS
+        CREATE OR REPLACE TABLE patient_visibility AS
         SELECT
             patient_id,
-            (batch_id <= {int(prev["max_batch_id"])}
-             AND recorded_at <= CAST({prev_as_of} AS TIMESTAMP)
-             AND occurred_at <= CAST({prev_as_of} AS TIMESTAMP)) AS seen_before,
-            (recorded_at <= CAST({now} AS TIMESTAMP)
-             AND occurred_at <= CAST({now} AS TIMESTAMP)) AS seen_now
-        FROM ({log_relation(fbv)})
+            bool_or(seen_before <> seen_now) AS changed,
+            bool_or(seen_now) AS visible
+        FROM (
+            SELECT
+                patient_id,
+                (batch_id <= {int(prev["max_batch_id"])}
+                 AND recorded_at <= CAST({prev_as_of} AS TIMESTAMP)
+                 AND occurred_at <= CAST({prev_as_of} AS TIMESTAMP)) AS seen_before,
+                (recorded_at <= CAST({now} AS TIMESTAMP)
+                 AND occurred_at <= CAST({now} AS TIMESTAMP)) AS seen_now
+            FROM ({log_relation(fbv)})
+        )
+        GROUP BY patient_id
     """)
     con.execute(
         "CREATE OR REPLACE TABLE affected AS "
-        "SELECT DISTINCT patient_id FROM visibility WHERE seen_before <> seen_now"
+        "SELECT patient_id FROM patient_visibility WHERE changed"
     )
-    affected = con.execute("SELECT count(*) FROM affected").fetchone()[0]
-    total = con.execute(
-        "SELECT count(DISTINCT patient_id) FROM visibility WHERE seen_now"
-    ).fetchone()[0]
-    con.execute("DROP TABLE visibility")
+    affected, total = con.execute(
+        "SELECT count(*) FILTER (WHERE changed), count(*) FILTER (WHERE visible) "
+        "FROM patient_visibility"
+    ).fetchone()
+    con.execute("DROP TABLE patient_visibility")
     return affected, total
 
 

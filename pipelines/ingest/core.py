@@ -318,7 +318,7 @@ def _run_batch(
     # ---- 2-3. load each file and normalise it into `checked` ----------------------------------
     file_reports: dict[int, FileReport] = {}
     raw_tables: dict[int, Any] = {}
-    # original rows live in Parquet files here until the batch commits (see _offload_raw)
+    # original rows live in Parquet files here until the batch commits (sources.load_raw)
     batch_tmp = wh.tmp_dir / f"ingest-{batch_id:06d}"
     created = False
     for idx, (f, conv) in enumerate(todo):
@@ -353,7 +353,6 @@ def _run_batch(
         )
         con.execute(("INSERT INTO checked " if created else "CREATE TABLE checked AS ") + select)
         created = True
-        _offload_raw(con, raw, batch_tmp / f"raw_{idx}.parquet")
     if not created:
         con.execute(
             "CREATE TABLE checked AS "
@@ -533,24 +532,6 @@ def _run_batch(
         data_docs_path=docs_dir / "data_docs.html",
         timings=timings,
     )
-
-
-def _offload_raw(con: duckdb.DuckDBPyConnection, raw: Any, path: Path) -> None:
-    """Move a file's original rows out of DuckDB's memory into a temporary Parquet file.
-
-    After normalisation they are needed only for the few rows that end up quarantined or
-    duplicate (the quarantine keeps the original row). Kept in memory, a 10M-row batch held its
-    text twice (originals and ``checked``) under the 1 GB ingest memory limit, and every later
-    stage spilled. The file goes with the batch (and ``sweep_uncommitted`` removes leftovers)."""
-    is_view = con.execute(
-        f"SELECT count(*) FROM duckdb_views() WHERE view_name = {_q(raw.table)}"
-    ).fetchone()[0]
-    if is_view:  # a CSV streamed to Parquet by load_raw: not in memory
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY (SELECT * FROM {raw.table}) TO {_q(str(path))} (FORMAT parquet)")
-    con.execute(f"DROP TABLE {raw.table}")
-    con.execute(f"CREATE VIEW {raw.table} AS SELECT * FROM read_parquet({_q(str(path))})")
 
 
 def _checked_select(

@@ -130,14 +130,20 @@ def load_raw(
 ) -> RawTable:
     """Load one input file as ``table`` (all text, with ``_row``: its line or record number).
 
-    With ``spill_dir``, a CSV is parsed straight into a Parquet file there (streaming, nothing
-    held in DuckDB's memory) and ``table`` is a view over it."""
+    With ``spill_dir``, ``table`` is a view over a Parquet file there, not an in-memory table:
+    a CSV is parsed straight into it (streaming), other formats are moved there once loaded.
+    After normalisation the originals are needed only for the few rows that end up quarantined
+    or duplicate; kept in memory, a 10M-row batch held its text twice (originals and the
+    normalised rows) under the 1 GB ingest memory limit and every later stage spilled. The files
+    go with the batch (``Warehouse.sweep_uncommitted`` removes leftovers)."""
     if f.size_bytes == 0:
         raise FileRejected("empty_file", f"{f.name}: the file is empty")
     if f.fmt == "csv":
         raw = _load_csv(con, f, table, delimiter, spill_dir)
     else:
         raw = {"jsonl": _load_jsonl, "parquet": _load_parquet}[f.fmt](con, f, table, delimiter)
+    if spill_dir is not None:
+        _spill_table(con, table, spill_dir / f"{table}.parquet")
     if raw.rows == 0 and raw.malformed == 0:
         raise FileRejected("empty_file", f"{f.name}: the file has no data rows")
     if f.fmt != "jsonl":
@@ -152,6 +158,19 @@ def load_raw(
                 f"(found: {', '.join(raw.columns[:20])})",
             )
     return raw
+
+
+def _spill_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
+    """Replace the in-memory table ``table`` (if it is one) by a view over a Parquet copy."""
+    is_table = con.execute(
+        f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {_q(table)}"
+    ).fetchone()[0]
+    if not is_table:  # already a view over Parquet (a streamed CSV)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY (SELECT * FROM {table}) TO {_q(str(path))} (FORMAT parquet)")
+    con.execute(f"DROP TABLE {table}")
+    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_q(str(path))})")
 
 
 def _load_csv(
