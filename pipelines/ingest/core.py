@@ -247,6 +247,12 @@ def _ingest_locked(
     log.info("ingest.batch_start", batch_id=batch_id, files=len(todo))
 
     con = connect(cfg, wh=wh, memory_limit=cfg.ingest.memory_limit)
+    # The log must come out byte-identical from the same inputs, and it is written in insertion
+    # order. DuckDB plans an IN list of five or more constants (the quality checks' domains) as a
+    # join, and a join makes it fall back from its order-preserving insert: rows of a
+    # multi-million-row batch then landed in a different order on each run. Without that
+    # rewrite IN lists are evaluated in place (no slower on these short lists).
+    con.execute("SET disabled_optimizers = 'in_clause'")
     try:
         result = _run_batch(
             con,
@@ -305,10 +311,12 @@ def _run_batch(
     progress: Progress,
     timings: dict[str, float],
 ) -> IngestResult:
-    """One batch. A single wide table, ``checked``, holds every parsed row (typed, hashed, with
-    its reasons and outcome); everything after builds small tables of the rare rows that need
-    more (helpers, duplicates, conflicts) and updates them in place, so 10M-row batches are
-    never re-sorted or copied. Physical order is the input order (preserve_insertion_order)."""
+    """One batch. A single wide table, ``checked_rows``, holds every parsed row (typed, hashed,
+    with its reasons and outcome) and is never updated; the rare rows whose outcome changes later
+    (helper rules, gate rejection, duplicates, conflicts) get a row in the small ``row_fixes``
+    table, and the ``checked`` view applies them (see ``_create_checked_view``). So 10M-row
+    batches are never re-sorted, copied or updated in place. Physical order is the input order
+    (preserve_insertion_order)."""
     tick = time.perf_counter()
     storage = contract.storage_columns()
     suites = build_suites(cfg, contract)
@@ -351,13 +359,16 @@ def _run_batch(
             ingest_time,
             reasons_sql,
         )
-        con.execute(("INSERT INTO checked " if created else "CREATE TABLE checked AS ") + select)
+        con.execute(
+            ("INSERT INTO checked_rows " if created else "CREATE TABLE checked_rows AS ") + select
+        )
         created = True
     if not created:
         con.execute(
-            "CREATE TABLE checked AS "
+            "CREATE TABLE checked_rows AS "
             + _checked_select(_empty_stage(contract), contract, cfg, ingest_time, reasons_sql)
         )
+    _create_checked_view(con)
     # constants per batch/file are not stored per row; this view adds them back
     names = {i: f.display_path for i, (f, _c) in enumerate(todo)}
     file_case = (
@@ -407,8 +418,12 @@ def _run_batch(
     progress("deduplicate", 0.0)
     if cfg.quality.on_gate_failure == "reject" and gate.failed_files:
         rejected = ", ".join(str(i) for i in sorted(gate.failed_files))
-        con.execute(f"""UPDATE checked SET outcome = 'quarantined', reasons = ['file_failed_gate']
-                        WHERE _file_idx IN ({rejected}) AND outcome = 'accepted'""")
+        _fix_rows(
+            con,
+            f"""SELECT _file_idx, _row, _first_drug_event_at, _target_patient_id,
+                       ['file_failed_gate'] AS reasons, 'quarantined' AS outcome, other_version
+                FROM checked WHERE _file_idx IN ({rejected}) AND outcome = 'accepted'""",
+        )
     _resolve_duplicates(con, log_files, contract)
     timings["deduplicate"] = time.perf_counter() - tick
     tick = time.perf_counter()
@@ -464,10 +479,15 @@ def _run_batch(
         tmp_events.mkdir(parents=True, exist_ok=True)
         part = tmp_events / "part-0.parquet"
         cols = ", ".join(_storage_select(c.name, contract, batch_id, seq_expr) for c in storage)
+        # one thread: the row fixes are applied by a join, and DuckDB's hash join does not keep
+        # the input order across threads (same rows, different bytes from run to run)
+        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        con.execute("SET threads = 1")
         con.execute(f"""
             COPY (SELECT {cols} FROM staged WHERE outcome = 'accepted')
             TO {_q(str(part))} (FORMAT parquet, COMPRESSION zstd)
         """)
+        con.execute(f"SET threads = {int(threads)}")
         event_files.append(str((final_events / "part-0.parquet").relative_to(wh.root)))
 
     _fill_file_counts(con, file_reports, todo)
@@ -532,6 +552,44 @@ def _run_batch(
         data_docs_path=docs_dir / "data_docs.html",
         timings=timings,
     )
+
+
+# the columns of checked_rows that later steps change, for the few rows concerned
+_FIX_COLUMNS = ("_first_drug_event_at", "_target_patient_id", "reasons", "outcome", "other_version")
+
+
+def _create_checked_view(con: duckdb.DuckDBPyConnection) -> None:
+    """``checked`` = ``checked_rows`` with ``row_fixes`` applied. An UPDATE of a few thousand
+    rows scattered over a 10M-row table took 8 s in DuckDB (it rewrites every vector touched);
+    a LEFT JOIN of the table with the small fixes table costs a hash probe per scan and keeps
+    the input order."""
+    cols = ", ".join(_FIX_COLUMNS)
+    con.execute(
+        f"CREATE TABLE row_fixes AS SELECT _file_idx, _row, {cols} FROM checked_rows LIMIT 0"
+    )
+    replaced = ", ".join(
+        f"CASE WHEN f._row IS NULL THEN c.{col} ELSE f.{col} END AS {col}" for col in _FIX_COLUMNS
+    )
+    con.execute(f"""
+        CREATE VIEW checked AS
+        SELECT c.* REPLACE ({replaced})
+        FROM checked_rows c
+        LEFT JOIN row_fixes f ON f._file_idx = c._file_idx AND f._row = c._row
+    """)
+
+
+def _fix_rows(con: duckdb.DuckDBPyConnection, select_sql: str) -> None:
+    """Record new values for some rows (``select_sql`` yields _file_idx, _row and every fix
+    column, read from ``checked``); a row fixed again keeps only its latest values."""
+    cols = ", ".join(("_file_idx", "_row", *_FIX_COLUMNS))
+    con.execute(f"CREATE TABLE new_fixes AS SELECT {cols} FROM ({select_sql})")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE row_fixes AS
+        SELECT {cols} FROM row_fixes ANTI JOIN new_fixes USING (_file_idx, _row)
+        UNION ALL
+        SELECT {cols} FROM new_fixes
+    """)
+    con.execute("DROP TABLE new_fixes")
 
 
 def _checked_select(
@@ -658,22 +716,18 @@ def _apply_helper_rules(
           AND (fe.first_at IS NOT NULL OR tg.target_patient_id IS NOT NULL)
     """)
     if con.execute("SELECT count(*) FROM helper_values").fetchone()[0]:
-        con.execute("""
-            UPDATE checked SET _first_drug_event_at = h.first_at,
-                               _target_patient_id = h.target_patient_id
-            FROM helper_values h WHERE checked._file_idx = h._file_idx AND checked._row = h._row
-        """)
-        con.execute(f"""
-            UPDATE checked SET reasons = s.new_reasons
-            FROM (SELECT _file_idx, _row, {reasons_sql} AS new_reasons FROM staged
-                  WHERE (_file_idx, _row) IN (SELECT (_file_idx, _row) FROM helper_values)) s
-            WHERE checked._file_idx = s._file_idx AND checked._row = s._row
-        """)
-        con.execute("""
-            UPDATE checked SET outcome = CASE WHEN len(reasons) > 0 THEN 'quarantined'
-                                              ELSE 'accepted' END
-            WHERE (_file_idx, _row) IN (SELECT (_file_idx, _row) FROM helper_values)
-        """)
+        _fix_rows(
+            con,
+            f"""
+            SELECT _file_idx, _row, _first_drug_event_at, _target_patient_id, new_reasons AS reasons,
+                   CASE WHEN len(new_reasons) > 0 THEN 'quarantined' ELSE 'accepted' END AS outcome,
+                   other_version
+            FROM (SELECT *, {reasons_sql} AS new_reasons
+                  FROM (SELECT c.* REPLACE (h.first_at AS _first_drug_event_at,
+                                            h.target_patient_id AS _target_patient_id)
+                        FROM staged c JOIN helper_values h USING (_file_idx, _row)))
+            """,
+        )
     con.execute("DROP TABLE helper_values")
 
 
@@ -705,15 +759,18 @@ def _resolve_duplicates(
             SELECT source, event_id FROM checked WHERE outcome = 'accepted'
             GROUP BY ALL HAVING count(*) > 1
         ),
+        wanted AS (
+            SELECT source, event_id FROM repeated
+            UNION
+            SELECT source, event_id FROM log_keys
+        ),
+        -- one semi join (two OR-ed EXISTS made DuckDB mark every row: 18 s at 10M rows)
         candidates AS (
             SELECT c._file_idx, c._row, c.source, c.event_id,
                    {content_hash_expr(contract)} AS content_hash, c.source_file, c.source_row
             FROM staged c
-            WHERE c.outcome = 'accepted' AND (
-                EXISTS (SELECT 1 FROM repeated r WHERE r.event_id = c.event_id
-                        AND r.source IS NOT DISTINCT FROM c.source)
-                OR EXISTS (SELECT 1 FROM log_keys k WHERE k.event_id = c.event_id
-                           AND k.source IS NOT DISTINCT FROM c.source))
+            SEMI JOIN wanted w ON c.event_id = w.event_id AND c.source IS NOT DISTINCT FROM w.source
+            WHERE c.outcome = 'accepted'
         ),
         ranked AS (
             SELECT *,
@@ -734,12 +791,14 @@ def _resolve_duplicates(
         LEFT JOIN log_keys k ON r.event_id = k.event_id AND r.source IS NOT DISTINCT FROM k.source
         WHERE k.event_id IS NOT NULL OR r.rn > 1
     """)
-    con.execute("""
-        UPDATE checked SET outcome = r.outcome, other_version = r.other_version,
-               reasons = CASE WHEN r.outcome = 'quarantined' THEN ['event_id_conflict']
-                              ELSE checked.reasons END
-        FROM resolution r WHERE checked._file_idx = r._file_idx AND checked._row = r._row
-    """)
+    _fix_rows(
+        con,
+        """SELECT c._file_idx, c._row, c._first_drug_event_at, c._target_patient_id,
+                  CASE WHEN r.outcome = 'quarantined' THEN ['event_id_conflict']
+                       ELSE c.reasons END AS reasons,
+                  r.outcome, r.other_version
+           FROM checked c JOIN resolution r USING (_file_idx, _row)""",
+    )
 
 
 def _write_quarantine_and_duplicates(
