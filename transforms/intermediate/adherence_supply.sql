@@ -54,29 +54,50 @@ positive_supplies as (
     select * from supplies where days_supply > 0
 ),
 
+-- only patients with an inpatient period need the period lookups (ASOF joins sort their rows);
+-- for everyone else the outpatient day is the calendar day
+stay_patients as (
+    select distinct patient_id from periods
+),
+
+stay_supplies as (
+    select * from positive_supplies semi join stay_patients using (patient_id)
+),
+
 -- outpatient day of the fill / first day, and of the day after the last administered day
-outpatient_start as (
+stay_outpatient_start as (
     select
         s.*,
-        date_diff('day', date '1970-01-01', s.fill_date)
-            - coalesce(p.inpatient_days_before
-                       + (least(s.fill_date, p.period_end_date + 1) - p.period_start_date), 0)
-            as start_outpatient_day
-    from positive_supplies as s
+        p.inpatient_days_before
+            + (least(s.fill_date, p.period_end_date + 1) - p.period_start_date)
+            as start_inpatient_days
+    from stay_supplies as s
     asof left join periods as p
         on p.patient_id = s.patient_id and s.fill_date >= p.period_start_date
+),
+
+stay_outpatient_days as (
+    select
+        s.patient_id,
+        s.exposure_id,
+        s.start_inpatient_days,
+        p.inpatient_days_before
+            + (least(s.end_date + 1, p.period_end_date + 1) - p.period_start_date)
+            as after_end_inpatient_days
+    from stay_outpatient_start as s
+    asof left join periods as p
+        on p.patient_id = s.patient_id and s.end_date + 1 >= p.period_start_date
 ),
 
 outpatient_end as (
     select
         s.*,
+        date_diff('day', date '1970-01-01', s.fill_date) - coalesce(o.start_inpatient_days, 0)
+            as start_outpatient_day,
         date_diff('day', date '1970-01-01', s.end_date + 1)
-            - coalesce(p.inpatient_days_before
-                       + (least(s.end_date + 1, p.period_end_date + 1) - p.period_start_date), 0)
-            as after_end_outpatient_day
-    from outpatient_start as s
-    asof left join periods as p
-        on p.patient_id = s.patient_id and s.end_date + 1 >= p.period_start_date
+            - coalesce(o.after_end_inpatient_days, 0) as after_end_outpatient_day
+    from positive_supplies as s
+    left join stay_outpatient_days as o using (patient_id, exposure_id)
 ),
 
 dispensed_running as (
@@ -117,27 +138,42 @@ covered as (
 ),
 
 -- back to calendar dates, for reading: outpatient day o lies after every period whose
--- outpatient_day <= o
-calendar_start as (
+-- outpatient_day <= o (again only patients with a period need the lookup)
+stay_covered as (
+    select * from covered semi join stay_patients using (patient_id)
+),
+
+stay_calendar_start as (
     select
         c.*,
-        date '1970-01-01' + cast(c.covered_start_day
-            + coalesce(p.inpatient_days_before + p.inpatient_days, 0) as integer)
-            as covered_start_date
-    from covered as c
+        p.inpatient_days_before + p.inpatient_days as start_inpatient_days
+    from stay_covered as c
     asof left join periods as p
         on p.patient_id = c.patient_id and c.covered_start_day >= p.outpatient_day
+),
+
+stay_calendar_days as (
+    select
+        c.patient_id,
+        c.exposure_id,
+        c.start_inpatient_days,
+        p.inpatient_days_before + p.inpatient_days as end_inpatient_days
+    from stay_calendar_start as c
+    asof left join periods as p
+        on p.patient_id = c.patient_id and c.covered_end_day >= p.outpatient_day
 ),
 
 calendar_end as (
     select
         c.*,
-        date '1970-01-01' + cast(c.covered_end_day
-            + coalesce(p.inpatient_days_before + p.inpatient_days, 0) as integer)
+        date '1970-01-01'
+            + cast(c.covered_start_day + coalesce(d.start_inpatient_days, 0) as integer)
+            as covered_start_date,
+        date '1970-01-01'
+            + cast(c.covered_end_day + coalesce(d.end_inpatient_days, 0) as integer)
             as covered_end_date
-    from calendar_start as c
-    asof left join periods as p
-        on p.patient_id = c.patient_id and c.covered_end_day >= p.outpatient_day
+    from covered as c
+    left join stay_calendar_days as d using (patient_id, exposure_id)
 ),
 
 final as (

@@ -22,6 +22,9 @@
 -- that supply runs out (closed form, clinical-rules.md 3.1: end_i = cum_i + max_j<=i (start_j -
 -- cum_j-1) on exclusive ends). Only dispensings stockpile; administrations and started/stopped
 -- intervals keep their dates. gap_days then counts the uncovered days after shifting.
+-- Evaluation: each patient x ingredient series and each exposure get integer keys (exposure_key
+-- follows start date then source_exposure_id, the OMOP order), so the window functions sort
+-- integers, not text (10M events: 21.5 s -> 13 s). The keys never leave this table.
 with
 
 exposure_segments as (
@@ -29,7 +32,7 @@ exposure_segments as (
 ),
 
 -- one row per exposure: dose segments are contiguous pieces of it
-exposure_intervals as (
+exposure_rows as (
     select
         patient_id,
         ingredient,
@@ -41,6 +44,26 @@ exposure_intervals as (
     group by all
 ),
 
+series as (
+    select
+        row_number() over (order by patient_id, ingredient) as series_key,
+        patient_id,
+        ingredient
+    from (select distinct patient_id, ingredient from exposure_rows)
+),
+
+exposure_intervals as (
+    select
+        s.series_key,
+        e.origin,
+        e.start_date,
+        e.end_excl,
+        row_number() over (order by s.series_key, e.start_date, e.source_exposure_id)
+            as exposure_key
+    from exposure_rows as e
+    join series as s using (patient_id, ingredient)
+),
+
 -- stockpiling: shift dispensed supply past earlier dispensed supply of the same ingredient
 dispensed_cumulative as (
     select
@@ -50,7 +73,7 @@ dispensed_cumulative as (
     from exposure_intervals
     where origin = 'dispensed'
     window w as (
-        partition by patient_id, ingredient order by start_date, source_exposure_id
+        partition by series_key order by exposure_key
         rows unbounded preceding
     )
 ),
@@ -60,22 +83,22 @@ dispensed_shifted as (
         *,
         cast(cum_supply_days as integer)
             + max(start_date - cast(cum_supply_days - supply_days as integer)) over (
-                partition by patient_id, ingredient order by start_date, source_exposure_id
+                partition by series_key order by exposure_key
                 rows unbounded preceding
             ) as shifted_end_excl
     from dispensed_cumulative
 ),
 
 intervals_by_method as (
-    select 'non_stockpiling' as era_method, patient_id, ingredient, source_exposure_id,
+    select 'non_stockpiling' as era_method, series_key, exposure_key,
         start_date, end_excl
     from exposure_intervals
     union all
-    select 'stockpiling', patient_id, ingredient, source_exposure_id,
+    select 'stockpiling', series_key, exposure_key,
         shifted_end_excl - cast(supply_days as integer), shifted_end_excl
     from dispensed_shifted
     union all
-    select 'stockpiling', patient_id, ingredient, source_exposure_id, start_date, end_excl
+    select 'stockpiling', series_key, exposure_key, start_date, end_excl
     from exposure_intervals
     where origin <> 'dispensed'
 ),
@@ -84,8 +107,8 @@ intervals_with_prior_end as (
     select
         *,
         max(end_excl) over (
-            partition by patient_id, ingredient, era_method
-            order by start_date, end_excl, source_exposure_id
+            partition by series_key, era_method
+            order by start_date, end_excl, exposure_key
             rows between unbounded preceding and 1 preceding
         ) as prior_max_end_excl
     from intervals_by_method
@@ -97,8 +120,8 @@ sub_exposure_numbers as (
         *,
         sum(case when prior_max_end_excl is null or start_date > prior_max_end_excl then 1 else 0 end)
             over (
-                partition by patient_id, ingredient, era_method
-                order by start_date, end_excl, source_exposure_id
+                partition by series_key, era_method
+                order by start_date, end_excl, exposure_key
                 rows unbounded preceding
             ) as sub_exposure_no
     from intervals_with_prior_end
@@ -106,8 +129,7 @@ sub_exposure_numbers as (
 
 sub_exposures as (
     select
-        patient_id,
-        ingredient,
+        series_key,
         era_method,
         sub_exposure_no,
         min(start_date) as sub_start_date,
@@ -122,7 +144,7 @@ sub_exposures_with_gap as (
     select
         *,
         sub_start_date - lag(sub_end_excl) over (
-            partition by patient_id, ingredient, era_method order by sub_start_date
+            partition by series_key, era_method order by sub_start_date
         ) as days_since_previous
     from sub_exposures
 ),
@@ -135,7 +157,7 @@ era_numbers as (
                 or days_since_previous > getvariable('persistence_window_days') then 1
             else 0
         end) over (
-            partition by patient_id, ingredient, era_method order by sub_start_date
+            partition by series_key, era_method order by sub_start_date
             rows unbounded preceding
         ) as era_no
     from sub_exposures_with_gap
@@ -143,8 +165,7 @@ era_numbers as (
 
 eras as (
     select
-        patient_id,
-        ingredient,
+        series_key,
         era_method,
         era_no,
         min(sub_start_date) as era_start_date,
@@ -174,6 +195,7 @@ final as (
         cast(days_exposed as integer) as days_exposed,
         cast(n_sub_exposures as bigint) as n_sub_exposures
     from eras
+    join series using (series_key)
 )
 
 select * from final

@@ -88,20 +88,30 @@ condition_exposures as (
 ),
 
 -- 1. ingredient eras per condition ----------------------------------------------------------
-exposures_with_prior_end as (
+-- each patient x condition x ingredient series gets an integer key, so the window functions
+-- sort integers, not text; exposures tied on start and end are interchangeable here, so no
+-- further tie-break is needed
+condition_series as (
     select
+        row_number() over (order by patient_id, condition, ingredient) as series_key,
         patient_id,
         condition,
-        ingredient,
-        start_date,
-        end_date,
-        max(end_date) over (
-            partition by patient_id, condition, ingredient
-            order by start_date, end_date, exposure_id
+        ingredient
+    from (select distinct patient_id, condition, ingredient from condition_exposures)
+),
+
+exposures_with_prior_end as (
+    select
+        s.series_key,
+        e.start_date,
+        e.end_date,
+        max(e.end_date) over (
+            partition by s.series_key
+            order by e.start_date, e.end_date
             rows between unbounded preceding and 1 preceding
-        ) as prior_max_end_date,
-        exposure_id
-    from condition_exposures
+        ) as prior_max_end_date
+    from condition_exposures as e
+    join condition_series as s using (patient_id, condition, ingredient)
 ),
 
 ingredient_era_numbers as (
@@ -112,24 +122,26 @@ ingredient_era_numbers as (
                 or start_date - prior_max_end_date - 1 > getvariable('trial_gap_days') then 1
             else 0
         end) over (
-            partition by patient_id, condition, ingredient
-            order by start_date, end_date, exposure_id
+            partition by series_key
+            order by start_date, end_date
             rows unbounded preceding
         ) as era_no
     from exposures_with_prior_end
 ),
 
 ingredient_eras as (
-    select
-        patient_id,
-        condition,
-        ingredient,
-        era_no,
-        min(start_date) as era_start_date,
-        max(end_date) as era_end_date
-    from ingredient_era_numbers
-    group by all
-    having max(end_date) - min(start_date) + 1 >= getvariable('min_era_days')
+    select s.patient_id, s.condition, s.ingredient, e.era_no, e.era_start_date, e.era_end_date
+    from (
+        select
+            series_key,
+            era_no,
+            min(start_date) as era_start_date,
+            max(end_date) as era_end_date
+        from ingredient_era_numbers
+        group by all
+        having max(end_date) - min(start_date) + 1 >= getvariable('min_era_days')
+    ) as e
+    join condition_series as s using (series_key)
 ),
 
 -- 2. short overlaps are switches: cut the earlier era the day before the later one starts --
