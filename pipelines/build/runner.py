@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 
 from pipelines.build import reference
-from pipelines.build.models import Model, code_hash, load_models
+from pipelines.build.models import TRANSFORMS_DIR, Model, code_hash, load_models
 from pipelines.config import Config, ConfigError
 from pipelines.logs import get_logger
 from pipelines.warehouse import (
@@ -116,7 +116,15 @@ def params_dict(cfg: Config) -> dict[str, Any]:
     return {f.name: getattr(cfg.params, f.name) for f in fields(cfg.params)}
 
 
+def macro_files(root: Path = TRANSFORMS_DIR) -> list[Path]:
+    """The shared SQL macros (transforms/macros/*.sql), in name order."""
+    return sorted((root / "macros").glob("*.sql"))
+
+
 def bind_params(con: duckdb.DuckDBPyConnection, cfg: Config, as_of: datetime) -> None:
+    """Parameters as DuckDB variables, the as-of moment, and the shared macros the SQL uses."""
+    for path in macro_files():
+        con.execute(path.read_text())
     for name, value in params_dict(cfg).items():
         con.execute(f"SET VARIABLE {name} = {_sql_value(value)}")
     con.execute(f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP)")
@@ -627,8 +635,9 @@ def render_dry_run(cfg: Config, as_of: datetime, out_dir: Path) -> list[Path]:
         f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP);",
         f"SET VARIABLE as_of_date = CAST({_q(as_of.date().isoformat())} AS DATE);",
     ]
+    macros = [f"-- {p.relative_to(TRANSFORMS_DIR)}\n{p.read_text()}" for p in macro_files()]
     written = [out_dir / "00_parameters.sql"]
-    written[0].write_text("\n".join(binds) + "\n")
+    written[0].write_text("\n".join(macros + binds) + "\n")
     for i, m in enumerate(load_models(), start=1):
         p = out_dir / f"{i:02d}_{m.name}.sql"
         p.write_text(

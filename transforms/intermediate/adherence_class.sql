@@ -88,10 +88,8 @@ measurement_periods as (
 period_start_outpatient as (
     select
         m.*,
-        date_diff('day', date '1970-01-01', m.period_start_date)
-            - coalesce(p.inpatient_days_before
-                       + (least(m.period_start_date, p.period_end_date + 1) - p.period_start_date), 0)
-            as start_outpatient_day
+        outpatient_day(m.period_start_date, p.period_start_date, p.period_end_date,
+                       p.inpatient_days_before) as start_outpatient_day
     from measurement_periods as m
     asof left join periods as p
         on p.patient_id = m.patient_id and m.period_start_date >= p.period_start_date
@@ -100,10 +98,8 @@ period_start_outpatient as (
 period_bounds as (
     select
         m.*,
-        date_diff('day', date '1970-01-01', m.period_end_date + 1)
-            - coalesce(p.inpatient_days_before
-                       + (least(m.period_end_date + 1, p.period_end_date + 1) - p.period_start_date), 0)
-            as after_end_outpatient_day
+        outpatient_day(m.period_end_date + 1, p.period_start_date, p.period_end_date,
+                       p.inpatient_days_before) as after_end_outpatient_day
     from period_start_outpatient as m
     asof left join periods as p
         on p.patient_id = m.patient_id and m.period_end_date + 1 >= p.period_start_date

@@ -448,49 +448,17 @@ combined as (
                 then 1 - (v.window_gap_days - v.last_window_gap_days) / (v.last_day - v.first_day)
         end as cma5,
         1 - v.window_gap_days / nullif(v.window_end_day - v.first_day, 0) as cma6,
-        -- CMA7 for the window, and for CMA8's lagged window
-        case
-            when v.window_end_day <= v.start_day_7 then null
-            when v.n_inside_7 = 0 and v.prev_day_7 is null then null
-            when v.n_inside_7 = 0 then
-                case
-                    when greatest(0, v.window_end_day - v.prev_supply_end_7)
-                            <= v.window_end_day - v.start_day_7
-                        then 1 - greatest(0, v.window_end_day - v.prev_supply_end_7)
-                            / (v.window_end_day - v.start_day_7)
-                    else 0.0
-                end
-            else 1 - (
-                v.gaps_before_last_7
-                + greatest(0, v.window_end_day - v.last_supply_end_7)
-                + case
-                    when v.prev_day_7 is null then v.first_day_7 - v.start_day_7
-                    else least(v.prev_gap_days_7, v.first_day_7 - v.start_day_7)
-                end
-            ) / (v.window_end_day - v.start_day_7)
-        end as cma7,
+        -- CMA7 for the window, and for CMA8's lagged window (macro in transforms/macros/);
         -- CMA8 when the supply from before outlasts the window: the lagged window is empty
         -- (AdhereR gives 0, or stops with an error when dispensings fall inside that supply)
-        case
-            when v.window_end_day <= v.start_day_8 then null
-            when v.n_inside_8 = 0 and v.prev_day_8 is null then null
-            when v.n_inside_8 = 0 then
-                case
-                    when greatest(0, v.window_end_day - v.prev_supply_end_8)
-                            <= v.window_end_day - v.start_day_8
-                        then 1 - greatest(0, v.window_end_day - v.prev_supply_end_8)
-                            / (v.window_end_day - v.start_day_8)
-                    else 0.0
-                end
-            else 1 - (
-                v.gaps_before_last_8
-                + greatest(0, v.window_end_day - v.last_supply_end_8)
-                + case
-                    when v.prev_day_8 is null then v.first_day_8 - v.start_day_8
-                    else least(v.prev_gap_days_8, v.first_day_8 - v.start_day_8)
-                end
-            ) / (v.window_end_day - v.start_day_8)
-        end as cma8,
+        adherer_cma7(
+            v.window_end_day, v.start_day_7, v.n_inside_7, v.first_day_7, v.gaps_before_last_7,
+            v.last_supply_end_7, v.prev_day_7, v.prev_gap_days_7, v.prev_supply_end_7
+        ) as cma7,
+        adherer_cma7(
+            v.window_end_day, v.start_day_8, v.n_inside_8, v.first_day_8, v.gaps_before_last_8,
+            v.last_supply_end_8, v.prev_day_8, v.prev_gap_days_8, v.prev_supply_end_8
+        ) as cma8,
         case when v.has_dispensing then coalesce(v.cma9_sum, 0) end as cma9,
         v.end_gap_days,
         v.episode_duration_days,

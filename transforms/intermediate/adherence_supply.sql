@@ -68,9 +68,8 @@ stay_supplies as (
 stay_outpatient_start as (
     select
         s.*,
-        p.inpatient_days_before
-            + (least(s.fill_date, p.period_end_date + 1) - p.period_start_date)
-            as start_inpatient_days
+        inpatient_days_before_day(s.fill_date, p.period_start_date, p.period_end_date,
+                                  p.inpatient_days_before) as start_inpatient_days
     from stay_supplies as s
     asof left join periods as p
         on p.patient_id = s.patient_id and s.fill_date >= p.period_start_date
@@ -81,9 +80,8 @@ stay_outpatient_days as (
         s.patient_id,
         s.exposure_id,
         s.start_inpatient_days,
-        p.inpatient_days_before
-            + (least(s.end_date + 1, p.period_end_date + 1) - p.period_start_date)
-            as after_end_inpatient_days
+        inpatient_days_before_day(s.end_date + 1, p.period_start_date, p.period_end_date,
+                                  p.inpatient_days_before) as after_end_inpatient_days
     from stay_outpatient_start as s
     asof left join periods as p
         on p.patient_id = s.patient_id and s.end_date + 1 >= p.period_start_date

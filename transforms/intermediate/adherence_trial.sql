@@ -84,10 +84,8 @@ truncated as (
 window_start_outpatient as (
     select
         w.*,
-        date_diff('day', date '1970-01-01', w.window_start_date)
-            - coalesce(p.inpatient_days_before
-                       + (least(w.window_start_date, p.period_end_date + 1) - p.period_start_date), 0)
-            as start_outpatient_day
+        outpatient_day(w.window_start_date, p.period_start_date, p.period_end_date,
+                       p.inpatient_days_before) as start_outpatient_day
     from truncated as w
     asof left join periods as p
         on p.patient_id = w.patient_id and w.window_start_date >= p.period_start_date
@@ -96,10 +94,8 @@ window_start_outpatient as (
 window_bounds as (
     select
         w.*,
-        date_diff('day', date '1970-01-01', w.window_end_date + 1)
-            - coalesce(p.inpatient_days_before
-                       + (least(w.window_end_date + 1, p.period_end_date + 1) - p.period_start_date), 0)
-            as after_end_outpatient_day
+        outpatient_day(w.window_end_date + 1, p.period_start_date, p.period_end_date,
+                       p.inpatient_days_before) as after_end_outpatient_day
     from window_start_outpatient as w
     asof left join periods as p
         on p.patient_id = w.patient_id and w.window_end_date + 1 >= p.period_start_date
