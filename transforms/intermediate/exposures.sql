@@ -4,8 +4,8 @@
 -- dispensing, an administration or a started/stopped pair is one exposure (source_exposure_id);
 -- a `dose_changed` inside its interval splits it into dose segments (dose_segment 1, 2, ...), so
 -- every row has one daily dose and the first day at an adequate dose is a segment start.
--- Inputs: events_current (therapy, diagnosis and `died` events), ref_drugs,
--- ref_drug_indications. Intervals are inclusive [start_date, end_date] (docs/dev/tables.md).
+-- Inputs: events_current (therapy and `died` events), ref_drugs, indication_candidates.
+-- Intervals are inclusive [start_date, end_date] (docs/dev/tables.md).
 --
 -- Coverage (clinical-rules.md section 0; architecture.md canonical conventions):
 --   * dispensed: a fill on day d with days_supply s covers d .. d+s-1 (PQA calculator cases).
@@ -26,12 +26,8 @@
 -- A segment without its own dose takes the latest known daily dose of the same ingredient
 -- (dose_changed, dispensed or started) when $carry_forward_dose (dose_source says which).
 --
--- Indication (condition) when the event has none, first rule that gives a candidate:
---   1. same_drug_events: conditions written on other therapy events (any type, prescriptions
---      included) of the same patient and ingredient;
---   2. indication_and_diagnosis: the drug's indications (ref_drug_indications) that the patient
---      was diagnosed with (`diagnosed`, or `diagnosis_revised` to it; any date in the log);
---   3. sole_indication: the drug has exactly one indication ($infer_condition_from_sole_indication).
+-- Indication (condition) when the event has none: the candidates of indication_candidates
+-- (same_drug_events, else indication_and_diagnosis, else sole_indication; rules there).
 -- Several candidates: the condition diagnosed most recently on or before the exposure start,
 -- else the earliest diagnosed after it, else alphabetical; flagged condition_ambiguous.
 -- No candidate: condition NULL (such exposures stay here and in drug_eras; trials need one).
@@ -45,8 +41,8 @@ drugs as (
     select * from ref_drugs
 ),
 
-indications as (
-    select * from ref_drug_indications
+candidates as (
+    select * from indication_candidates
 ),
 
 therapy as (
@@ -294,73 +290,11 @@ dosed_segments as (
         and g.dose_segment = 1
 ),
 
--- indication inference --------------------------------------------------------------------
-diagnosed_conditions as (
-    select patient_id, condition, min(occurred_date) as first_diagnosed_date
-    from (
-        select patient_id, condition, occurred_date
-        from events
-        where event_type = 'diagnosed' and condition is not null
-        union all
-        select patient_id, revised_to, occurred_date
-        from events
-        where event_type = 'diagnosis_revised' and revised_to is not null
-    )
-    group by all
-),
-
-explicit_conditions as (
-    select distinct patient_id, ingredient, condition
-    from therapy
-    where condition is not null
-),
-
-indication_counts as (
-    select ingredient, count(*) as n_indications
-    from indications
-    group by all
-),
-
+-- indication inference (the candidates: indication_candidates) --------------------------------
 needs_condition as (
     select patient_id, source_exposure_id, ingredient, start_date
     from intervals
     where condition is null
-),
-
--- candidate conditions per patient x ingredient, from the first rule that gives any
-pair_candidates as (
-    select patient_id, ingredient, condition, rule_rank, condition_source
-    from (
-        select e.patient_id, e.ingredient, e.condition, 1 as rule_rank,
-            'same_drug_events' as condition_source
-        from explicit_conditions as e
-        semi join needs_condition as n
-            on n.patient_id = e.patient_id and n.ingredient = e.ingredient
-        union all
-        select n.patient_id, n.ingredient, i.condition, 2, 'indication_and_diagnosis'
-        from (select distinct patient_id, ingredient from needs_condition) as n
-        join indications as i on i.ingredient = n.ingredient
-        semi join diagnosed_conditions as d
-            on d.patient_id = n.patient_id and d.condition = i.condition
-        union all
-        select n.patient_id, n.ingredient, i.condition, 3, 'sole_indication'
-        from (select distinct patient_id, ingredient from needs_condition) as n
-        join indications as i on i.ingredient = n.ingredient
-        join indication_counts as c on c.ingredient = i.ingredient
-        where c.n_indications = 1 and getvariable('infer_condition_from_sole_indication')
-    )
-    qualify rule_rank = min(rule_rank) over (partition by patient_id, ingredient)
-),
-
-pair_summary as (
-    select
-        patient_id,
-        ingredient,
-        count(*) as n_candidates,
-        any_value(condition) as any_condition,
-        any_value(condition_source) as condition_source
-    from pair_candidates
-    group by all
 ),
 
 -- several candidates: per exposure, the latest diagnosed on or before its start, else the
@@ -371,23 +305,20 @@ ambiguous_choices as (
         n.source_exposure_id,
         arg_min(c.condition, {
             'bucket': case
-                when d.first_diagnosed_date <= n.start_date then 0
-                when d.first_diagnosed_date is not null then 1
+                when c.first_diagnosed_date <= n.start_date then 0
+                when c.first_diagnosed_date is not null then 1
                 else 2
             end,
             'days': case
-                when d.first_diagnosed_date <= n.start_date then n.start_date - d.first_diagnosed_date
-                when d.first_diagnosed_date is not null then d.first_diagnosed_date - n.start_date
+                when c.first_diagnosed_date <= n.start_date then n.start_date - c.first_diagnosed_date
+                when c.first_diagnosed_date is not null then c.first_diagnosed_date - n.start_date
                 else 0
             end,
             'condition': c.condition
         }) as condition
     from needs_condition as n
-    join pair_summary as p
-        on p.patient_id = n.patient_id and p.ingredient = n.ingredient and p.n_candidates > 1
-    join pair_candidates as c on c.patient_id = n.patient_id and c.ingredient = n.ingredient
-    left join diagnosed_conditions as d
-        on d.patient_id = c.patient_id and d.condition = c.condition
+    join candidates as c
+        on c.patient_id = n.patient_id and c.ingredient = n.ingredient and c.n_candidates > 1
     group by all
 ),
 
@@ -395,13 +326,16 @@ chosen_condition as (
     select
         n.patient_id,
         n.source_exposure_id,
-        coalesce(a.condition, p.any_condition) as condition,
-        p.condition_source,
-        p.n_candidates > 1 as condition_ambiguous
+        coalesce(a.condition, c.condition) as condition,
+        c.condition_source,
+        c.n_candidates > 1 as condition_ambiguous
     from needs_condition as n
-    join pair_summary as p on p.patient_id = n.patient_id and p.ingredient = n.ingredient
+    join candidates as c
+        on c.patient_id = n.patient_id and c.ingredient = n.ingredient
     left join ambiguous_choices as a
         on a.patient_id = n.patient_id and a.source_exposure_id = n.source_exposure_id
+    -- one row per exposure: the chosen candidate (or the only one)
+    where c.n_candidates = 1 or c.condition = a.condition
 ),
 
 final as (

@@ -3,7 +3,7 @@
 --
 -- Grain: one row per patient x condition x trial. Inputs: exposures (with their inferred
 -- indication), events_current (prescriptions, stops, diagnoses), observation_periods, ref_drugs,
--- ref_drug_classes, ref_drug_indications.
+-- ref_drug_classes, ref_drug_indications, indication_candidates.
 --
 -- Construction (TreatmentPatterns v3 constructPathways, clinical-rules.md 4.2; ILAE 2010 counts
 -- "schedules", not molecules, clinical-rules.md section 0):
@@ -27,7 +27,8 @@
 --      within $trial_gap_days. A prescription whose window has not elapsed by as_of_date is not
 --      judged (attrition), nor, when $primary_nonadherence_requires_supply_data, one of a patient
 --      without any dispensing or administration in the log (a prescriptions-only source cannot
---      show non-collection). Their indication is inferred with the cascade of exposures.sql.
+--      show non-collection). Their indication is inferred as in exposures.sql
+--      (indication_candidates).
 -- Deviations from TreatmentPatterns, on purpose: gaps count uncovered days (TreatmentPatterns
 -- compares next start - previous end, one more), as drug_eras does; step 4 also trims the tail
 -- of a combination whose drugs stop a few days apart (R-CHOP: the trial ends with prednisone's
@@ -81,6 +82,10 @@ drug_classes as (
 
 indications as (
     select * from ref_drug_indications
+),
+
+candidates as (
+    select * from indication_candidates
 ),
 
 condition_exposures as (
@@ -354,71 +359,23 @@ unfilled_prescriptions as (
         or p.patient_id in (select patient_id from patients_with_supply_data)
 ),
 
-diagnosed_conditions as (
-    select patient_id, condition, min(occurred_date) as first_diagnosed_date
-    from (
-        select patient_id, condition, occurred_date
-        from events
-        where event_type = 'diagnosed' and condition is not null
-        union all
-        select patient_id, revised_to, occurred_date
-        from events
-        where event_type = 'diagnosis_revised' and revised_to is not null
-    )
-    group by all
-),
-
-explicit_conditions as (
-    select distinct patient_id, ingredient, condition
-    from events
-    where family = 'therapy' and ingredient is not null and condition is not null
-),
-
-indication_counts as (
-    select ingredient, count(*) as n_indications
-    from indications
-    group by all
-),
-
--- the exposures.sql cascade: same-drug events, indication x diagnosis, sole indication
-prescription_condition_candidates as (
-    select u.prescription_id, u.patient_id, u.prescribed_date, e.condition, 1 as rule_rank
-    from unfilled_prescriptions as u
-    join explicit_conditions as e
-        on e.patient_id = u.patient_id and e.ingredient = u.ingredient
-    where u.condition is null
-    union all
-    select u.prescription_id, u.patient_id, u.prescribed_date, i.condition, 2
-    from unfilled_prescriptions as u
-    join indications as i on i.ingredient = u.ingredient
-    semi join diagnosed_conditions as d
-        on d.patient_id = u.patient_id and d.condition = i.condition
-    where u.condition is null
-    union all
-    select u.prescription_id, u.patient_id, u.prescribed_date, i.condition, 3
-    from unfilled_prescriptions as u
-    join indications as i on i.ingredient = u.ingredient
-    join indication_counts as c on c.ingredient = i.ingredient
-    where u.condition is null and c.n_indications = 1
-        and getvariable('infer_condition_from_sole_indication')
-),
-
+-- the indication of a prescription without one: the candidates of indication_candidates (the
+-- exposures.sql rule), the most recently diagnosed on or before the prescription, else the
+-- earliest diagnosed after it, else alphabetical
 prescription_conditions as (
-    select c.prescription_id, c.condition
-    from prescription_condition_candidates as c
-    left join diagnosed_conditions as d
-        on d.patient_id = c.patient_id and d.condition = c.condition
-    qualify rule_rank = min(rule_rank) over (partition by c.prescription_id)
-        and row_number() over (
-            partition by c.prescription_id
-            order by
-                rule_rank,
-                (d.first_diagnosed_date <= c.prescribed_date) desc nulls last,
-                case when d.first_diagnosed_date <= c.prescribed_date then d.first_diagnosed_date end
-                    desc nulls last,
-                d.first_diagnosed_date asc nulls last,
-                c.condition
-        ) = 1
+    select u.prescription_id, c.condition
+    from unfilled_prescriptions as u
+    join candidates as c on c.patient_id = u.patient_id and c.ingredient = u.ingredient
+    where u.condition is null
+    qualify row_number() over (
+        partition by u.prescription_id
+        order by
+            (c.first_diagnosed_date <= u.prescribed_date) desc nulls last,
+            case when c.first_diagnosed_date <= u.prescribed_date then c.first_diagnosed_date end
+                desc nulls last,
+            c.first_diagnosed_date asc nulls last,
+            c.condition
+    ) = 1
 ),
 
 unfilled_by_day as (
