@@ -121,14 +121,22 @@ def macro_files(root: Path = TRANSFORMS_DIR) -> list[Path]:
     return sorted((root / "macros").glob("*.sql"))
 
 
+def binding_statements(cfg: Config, as_of: datetime) -> list[str]:
+    """The SQL every model runs after: the shared macros, the parameters as DuckDB variables,
+    and the as-of moment (executed by ``bind_params``, written out by the dry run)."""
+    out = [f"-- {p.relative_to(TRANSFORMS_DIR)}\n{p.read_text()}" for p in macro_files()]
+    out += [f"SET VARIABLE {k} = {_sql_value(v)};" for k, v in params_dict(cfg).items()]
+    out += [
+        f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP);",
+        f"SET VARIABLE as_of_date = CAST({_q(as_of.date().isoformat())} AS DATE);",
+    ]
+    return out
+
+
 def bind_params(con: duckdb.DuckDBPyConnection, cfg: Config, as_of: datetime) -> None:
     """Parameters as DuckDB variables, the as-of moment, and the shared macros the SQL uses."""
-    for path in macro_files():
-        con.execute(path.read_text())
-    for name, value in params_dict(cfg).items():
-        con.execute(f"SET VARIABLE {name} = {_sql_value(value)}")
-    con.execute(f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP)")
-    con.execute(f"SET VARIABLE as_of_date = CAST({_q(as_of.date().isoformat())} AS DATE)")
+    for statement in binding_statements(cfg, as_of):
+        con.execute(statement)
 
 
 def log_relation(files_by_version: dict[int, list[Path]]) -> str:
@@ -292,6 +300,25 @@ def write_parquet(
     )
 
 
+def write_and_swap(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    path: Path,
+    step: StepStats,
+    source: str | None = None,
+) -> None:
+    """Write the model's table (or ``source``) to ``path`` as soon as it is computed, record the
+    write time, drop the in-memory table and leave a view of the model's name over the Parquet:
+    later models read it from disk, so DuckDB's memory holds only the table being built (at 10M
+    events, keeping every table in memory until the end made later steps spill: 392 s -> 213 s
+    with this and the memory limit at half the RAM)."""
+    tw = time.perf_counter()
+    write_parquet(con, model, path, source=source)
+    step.write_seconds = round(time.perf_counter() - tw, 3)
+    con.execute(f"DROP TABLE {source or model.name}")
+    con.execute(f"CREATE VIEW {model.name} AS SELECT * FROM read_parquet({_q(str(path))})")
+
+
 def select_models(models: list[Model], skip: list[str] | tuple[str, ...]) -> list[Model]:
     """Drop the models in ``skip`` and, transitively, every model depending on them."""
     if not skip:
@@ -426,19 +453,6 @@ def _build_locked(
         )
         if mode == "full":
             create_log_view(con, fbv)
-
-            def write_and_swap(m: Model, step: StepStats) -> None:
-                # written as soon as computed; later models read the Parquet, so DuckDB's memory
-                # holds only the table being built (at 10M events, keeping every table in memory
-                # until the end made later steps spill: 392 s -> 213 s with this and the memory
-                # limit at half the RAM)
-                path = tmp_dir / f"{m.name}.parquet"
-                tw = time.perf_counter()
-                write_parquet(con, m, path)
-                step.write_seconds = round(time.perf_counter() - tw, 3)
-                con.execute(f"DROP TABLE {m.name}")
-                con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet({_q(str(path))})")
-
             steps = run_models(
                 con,
                 models,
@@ -446,7 +460,7 @@ def _build_locked(
                 previous=lambda m: provide_previous(
                     con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of)
                 ),
-                after=write_and_swap,
+                after=lambda m, step: write_and_swap(con, m, tmp_dir / f"{m.name}.parquet", step),
             )
         else:
             assert prev is not None
@@ -594,6 +608,7 @@ def _incremental(
     for s in steps:
         for a in s.attrition:
             a["scope"] = "recomputed patients only"
+    by_name = {s.name: s for s in steps}
     for m in per_patient:
         old = _q(str(prev_dir / f"{m.name}.parquet"))
         con.execute(f"""
@@ -605,39 +620,24 @@ def _incremental(
         # written from a table, as in a full build: DuckDB's Parquet dictionaries of list columns
         # follow the chunking of the input, and a streamed union chunks differently (the bytes
         # would differ from a full rebuild's though the rows are equal)
-        tw = time.perf_counter()
-        write_parquet(con, m, out_dir / f"{m.name}.parquet", source=f"merged_{m.name}")
-        next(s for s in steps if s.name == m.name).write_seconds = round(
-            time.perf_counter() - tw, 3
-        )
-        con.execute(f"DROP TABLE merged_{m.name}")
-        con.execute(
-            f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet("
-            f"{_q(str(out_dir / f'{m.name}.parquet'))})"
-        )
-        rows, pats = table_stats(con, m.name, True)
-        step = next(s for s in steps if s.name == m.name)
-        step.rows, step.patients = rows, pats
+        step = by_name[m.name]
+        write_and_swap(con, m, out_dir / f"{m.name}.parquet", step, source=f"merged_{m.name}")
+        step.rows, step.patients = table_stats(con, m.name, True)
     create_log_view(con, fbv)  # cohort models see the whole log
-    cohort_steps = run_models(con, cohort, progress)
-    for m, st in zip(cohort, cohort_steps, strict=True):
-        tw = time.perf_counter()
-        write_parquet(con, m, out_dir / f"{m.name}.parquet")
-        st.write_seconds = round(time.perf_counter() - tw, 3)
+    cohort_steps = run_models(
+        con,
+        cohort,
+        progress,
+        after=lambda m, step: write_and_swap(con, m, out_dir / f"{m.name}.parquet", step),
+    )
     return steps + cohort_steps
 
 
 def render_dry_run(cfg: Config, as_of: datetime, out_dir: Path) -> list[Path]:
     """Write every model's SQL, in run order, with the parameter bindings, for review."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    binds = [f"SET VARIABLE {k} = {_sql_value(v)};" for k, v in params_dict(cfg).items()]
-    binds += [
-        f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP);",
-        f"SET VARIABLE as_of_date = CAST({_q(as_of.date().isoformat())} AS DATE);",
-    ]
-    macros = [f"-- {p.relative_to(TRANSFORMS_DIR)}\n{p.read_text()}" for p in macro_files()]
     written = [out_dir / "00_parameters.sql"]
-    written[0].write_text("\n".join(macros + binds) + "\n")
+    written[0].write_text("\n".join(binding_statements(cfg, as_of)) + "\n")
     for i, m in enumerate(load_models(), start=1):
         p = out_dir / f"{i:02d}_{m.name}.sql"
         p.write_text(

@@ -420,9 +420,9 @@ def _run_batch(
         rejected = ", ".join(str(i) for i in sorted(gate.failed_files))
         _fix_rows(
             con,
-            f"""SELECT _file_idx, _row, _first_drug_event_at, _target_patient_id,
-                       ['file_failed_gate'] AS reasons, 'quarantined' AS outcome, other_version
-                FROM checked WHERE _file_idx IN ({rejected}) AND outcome = 'accepted'""",
+            f"FROM checked c WHERE c._file_idx IN ({rejected}) AND c.outcome = 'accepted'",
+            reasons="['file_failed_gate']",
+            outcome="'quarantined'",
         )
     _resolve_duplicates(con, log_files, contract)
     timings["deduplicate"] = time.perf_counter() - tick
@@ -483,11 +483,13 @@ def _run_batch(
         # the input order across threads (same rows, different bytes from run to run)
         threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
         con.execute("SET threads = 1")
-        con.execute(f"""
-            COPY (SELECT {cols} FROM staged WHERE outcome = 'accepted')
-            TO {_q(str(part))} (FORMAT parquet, COMPRESSION zstd)
-        """)
-        con.execute(f"SET threads = {int(threads)}")
+        try:
+            con.execute(f"""
+                COPY (SELECT {cols} FROM staged WHERE outcome = 'accepted')
+                TO {_q(str(part))} (FORMAT parquet, COMPRESSION zstd)
+            """)
+        finally:
+            con.execute(f"SET threads = {int(threads)}")
         event_files.append(str((final_events / "part-0.parquet").relative_to(wh.root)))
 
     _fill_file_counts(con, file_reports, todo)
@@ -578,11 +580,17 @@ def _create_checked_view(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def _fix_rows(con: duckdb.DuckDBPyConnection, select_sql: str) -> None:
-    """Record new values for some rows (``select_sql`` yields _file_idx, _row and every fix
-    column, read from ``checked``); a row fixed again keeps only its latest values."""
+def _fix_rows(con: duckdb.DuckDBPyConnection, rows_sql: str, **values: str) -> None:
+    """New values for some rows: ``rows_sql`` is the FROM clause naming them as ``c`` (with
+    ``c`` giving _file_idx, _row and the fix columns, usually ``checked``), ``values`` the SQL
+    of the columns that change; the other fix columns keep their value. A row fixed again
+    keeps only its latest values."""
+    unknown = set(values) - set(_FIX_COLUMNS)
+    if unknown:
+        raise ValueError(f"not fix columns: {sorted(unknown)}")
+    exprs = ", ".join(f"{values.get(col, f'c.{col}')} AS {col}" for col in _FIX_COLUMNS)
     cols = ", ".join(("_file_idx", "_row", *_FIX_COLUMNS))
-    con.execute(f"CREATE TABLE new_fixes AS SELECT {cols} FROM ({select_sql})")
+    con.execute(f"CREATE TABLE new_fixes AS SELECT c._file_idx, c._row, {exprs} {rows_sql}")
     con.execute(f"""
         CREATE OR REPLACE TABLE row_fixes AS
         SELECT {cols} FROM row_fixes ANTI JOIN new_fixes USING (_file_idx, _row)
@@ -716,17 +724,15 @@ def _apply_helper_rules(
           AND (fe.first_at IS NOT NULL OR tg.target_patient_id IS NOT NULL)
     """)
     if con.execute("SELECT count(*) FROM helper_values").fetchone()[0]:
+        # the rows concerned with their helper values, re-checked
         _fix_rows(
             con,
-            f"""
-            SELECT _file_idx, _row, _first_drug_event_at, _target_patient_id, new_reasons AS reasons,
-                   CASE WHEN len(new_reasons) > 0 THEN 'quarantined' ELSE 'accepted' END AS outcome,
-                   other_version
-            FROM (SELECT *, {reasons_sql} AS new_reasons
-                  FROM (SELECT c.* REPLACE (h.first_at AS _first_drug_event_at,
-                                            h.target_patient_id AS _target_patient_id)
-                        FROM staged c JOIN helper_values h USING (_file_idx, _row)))
-            """,
+            f"""FROM (SELECT *, {reasons_sql} AS new_reasons
+                      FROM (SELECT s.* REPLACE (h.first_at AS _first_drug_event_at,
+                                                h.target_patient_id AS _target_patient_id)
+                            FROM staged s JOIN helper_values h USING (_file_idx, _row))) c""",
+            reasons="c.new_reasons",
+            outcome="CASE WHEN len(c.new_reasons) > 0 THEN 'quarantined' ELSE 'accepted' END",
         )
     con.execute("DROP TABLE helper_values")
 
@@ -793,11 +799,10 @@ def _resolve_duplicates(
     """)
     _fix_rows(
         con,
-        """SELECT c._file_idx, c._row, c._first_drug_event_at, c._target_patient_id,
-                  CASE WHEN r.outcome = 'quarantined' THEN ['event_id_conflict']
-                       ELSE c.reasons END AS reasons,
-                  r.outcome, r.other_version
-           FROM checked c JOIN resolution r USING (_file_idx, _row)""",
+        "FROM checked c JOIN resolution r USING (_file_idx, _row)",
+        reasons="CASE WHEN r.outcome = 'quarantined' THEN ['event_id_conflict'] ELSE c.reasons END",
+        outcome="r.outcome",
+        other_version="r.other_version",
     )
 
 

@@ -25,16 +25,21 @@ indications as (
     select * from ref_drug_indications
 ),
 
-therapy_pairs as (
-    select distinct patient_id, ingredient
+-- each patient x ingredient of the therapy events, with the conditions written on them (one
+-- pass over the events)
+therapy_conditions as (
+    select distinct patient_id, ingredient, condition
     from events
     where family = 'therapy' and ingredient is not null
 ),
 
+therapy_pairs as (
+    select distinct patient_id, ingredient
+    from therapy_conditions
+),
+
 explicit_conditions as (
-    select distinct patient_id, ingredient, condition
-    from events
-    where family = 'therapy' and ingredient is not null and condition is not null
+    select * from therapy_conditions where condition is not null
 ),
 
 diagnosed_conditions as (
