@@ -74,6 +74,13 @@ class IngestConfig:
         "DuckDB memory limit during ingest (spills beyond it): keeps a whole ingest, Python and "
         "great-expectations included, under 2 GB whatever the input size.",
     )
+    log_part_rows: int = _p(
+        1_000_000,
+        "Rows per Parquet file of a batch in the event log. The files are written concurrently "
+        "(one per thread), each on a single thread so its bytes do not depend on scheduling; "
+        "the number of files depends only on the batch.",
+        minimum=1,
+    )
     recursive: bool = _p(True, "Descend into sub-directories of input paths.")
     file_globs: list[str] = _p(
         ["*.csv", "*.csv.gz", "*.parquet", "*.jsonl", "*.ndjson", "*.jsonl.gz"],
@@ -254,6 +261,9 @@ def _check_value(value: Any, default: Any, meta: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a string, got {value!r}")
     elif isinstance(default, list) and not isinstance(value, list):
         raise ConfigError(f"{path}: expected a list, got {value!r}")
+    minimum = meta.get("minimum") if meta else None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{path}: {value!r} is below the minimum {minimum}")
     choices = meta.get("choices") if meta else None
     if choices and value not in choices:
         raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(str, choices))}")

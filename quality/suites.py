@@ -33,7 +33,10 @@ QUALITY_DIR = Path(__file__).resolve().parent
 RULES_PATH = QUALITY_DIR / "rules.yaml"
 SUITES_DIR = QUALITY_DIR / "suites"
 ENVELOPE_SUITE = "events"
-_QUERY_PREFIX = "SELECT * FROM {batch} WHERE "
+# GX lists a few unexpected rows per check: their input file and line (no identifiers or values,
+# and DuckDB reads two columns of the failing rows instead of every column of every row: the
+# `SELECT *` form took 13 of great-expectations' 29 s on a 10M-event batch)
+_QUERY_PREFIX = "SELECT source_file, source_row FROM {batch} WHERE "
 
 
 class SuiteError(ValueError):

@@ -33,6 +33,7 @@ def test_yaml_overrides_and_env_warehouse(tmp_path: Path, monkeypatch: pytest.Mo
         ("engine: {memroy_limit: 1GB}\n", "unknown setting"),
         ("params: {persistence_window_days: thirty}\n", "expected an integer"),
         ("quality: {on_gate_failure: ignore}\n", "not one of"),
+        ("ingest: {log_part_rows: 0}\n", "below the minimum 1"),
         ("quality: [1, 2]\n", "expected a mapping"),
         ("a: [\n", "not valid YAML"),
     ],
