@@ -3,6 +3,7 @@
 For each size, in a scratch directory (default bench/out/, git-ignored):
   1. generate the cohort (deliveries; the last delivery ~1% of events for the incremental run)
   2. I/O floor: DuckDB alone reads the same input files and writes them once as Parquet
+     (median of FLOOR_RUNS runs, as is the build floor)
   3. `txh ingest` of all deliveries but the last (subprocess; wall time, peak RSS)
   4. `txh build` full (per-step times from the build manifest; peak RSS); and the build I/O
      floor: DuckDB reading the event-log Parquet and rewriting it once
@@ -20,9 +21,11 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ import duckdb
 from pipelines.config import REPO_ROOT
 
 AS_OF = "2025-01-31T00:00:00"
+FLOOR_RUNS = 3  # the I/O floors are measured this many times; ratios use the median
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -82,6 +86,19 @@ def io_floor_log(wh: Path, out: Path) -> float:
     return secs
 
 
+def _repeat(measure: Callable[[], float], out: Path, times: int = FLOOR_RUNS) -> list[float]:
+    """Seconds of ``times`` runs of a floor measurement writing into ``out`` (emptied each time).
+    The floors are cheap and the machine's speed varies by ~10 % between minutes, so the ratios
+    use the median of several runs."""
+    runs = []
+    for _ in range(times):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        runs.append(round(measure(), 2))
+    shutil.rmtree(out, ignore_errors=True)
+    return runs
+
+
 def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
     from pipelines.generate import generate
 
@@ -98,9 +115,9 @@ def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
     res["input_bytes"] = sum(f.stat().st_size for f in order)
 
     floor_dir = d / "floor"
-    floor_dir.mkdir()
-    res["io_floor_inputs_seconds"] = round(io_floor_inputs(first, floor_dir), 2)
-    shutil.rmtree(floor_dir)
+    runs = _repeat(lambda: io_floor_inputs(first, floor_dir), floor_dir)
+    res["io_floor_inputs_seconds"] = statistics.median(runs)
+    res["io_floor_inputs_runs"] = runs
 
     env = dict(
         os.environ,
@@ -139,9 +156,9 @@ def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
             res["build"]["derivation_to_timelines"] = round(by_layer.get("marts", 0) / timelines, 2)
     except (json.JSONDecodeError, KeyError):
         pass
-    floor_dir.mkdir()
-    res["io_floor_log_seconds"] = round(io_floor_log(d / "wh", floor_dir), 2)
-    shutil.rmtree(floor_dir)
+    runs = _repeat(lambda: io_floor_log(d / "wh", floor_dir), floor_dir)
+    res["io_floor_log_seconds"] = statistics.median(runs)
+    res["io_floor_log_runs"] = runs
     res["build"]["ratio_to_floor"] = round(bld["seconds"] / res["io_floor_log_seconds"], 2)
 
     # end to end from an empty warehouse, then the incremental run on the last delivery
