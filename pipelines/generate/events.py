@@ -11,66 +11,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# Canonical event contract v1 (schemas/events/v1.yaml), in file order.
-COLUMNS = [
-    "event_id",
-    "patient_id",
-    "event_type",
-    "occurred_at",
-    "recorded_at",
-    "source",
-    "drug",
-    "drug_code",
-    "drug_system",
-    "drug_class",
-    "condition",
-    "dose",
-    "dose_unit",
-    "days_supply",
-    "quantity",
-    "route",
-    "regimen",
-    "cycle",
-    "reason",
-    "criteria",
-    "response",
-    "measure",
-    "value",
-    "unit",
-    "period_days",
-    "setting",
-    "condition_code",
-    "condition_system",
-    "revised_to",
-    "subtype",
-    "procedure",
-    "target_event_id",
-]
-STR_COLS = [
-    "event_type",
-    "source",
-    "drug",
-    "drug_code",
-    "drug_system",
-    "drug_class",
-    "condition",
-    "dose_unit",
-    "route",
-    "regimen",
-    "reason",
-    "criteria",
-    "response",
-    "measure",
-    "unit",
-    "setting",
-    "condition_code",
-    "condition_system",
-    "revised_to",
-    "subtype",
-    "procedure",
-]
-INT_COLS = ["days_supply", "cycle", "period_days"]
-FLOAT_COLS = ["dose", "quantity", "value"]
+from schemas.contract import load_contract
+
+# The event contract's columns, in file order, by how the generator fills them: ids are
+# written per event, timestamps from day numbers, other text columns from vocabulary codes
+_CONTRACT = load_contract().contract_columns
+COLUMNS = [c.name for c in _CONTRACT]
+ID_COLS = ["event_id", "patient_id", "target_event_id"]
+TIME_COLS = [c.name for c in _CONTRACT if c.duckdb_type == "TIMESTAMP"]
+STR_COLS = [c.name for c in _CONTRACT if c.duckdb_type == "VARCHAR" and c.name not in ID_COLS]
+INT_COLS = [c.name for c in _CONTRACT if c.duckdb_type in ("BIGINT", "INTEGER")]
+FLOAT_COLS = [c.name for c in _CONTRACT if c.duckdb_type == "DOUBLE"]
+_unclassified = set(COLUMNS) - set(ID_COLS + TIME_COLS + STR_COLS + INT_COLS + FLOAT_COLS)
+if _unclassified:  # a new contract type: teach the generator how to write it
+    raise RuntimeError(f"generator: contract columns of unknown kind {sorted(_unclassified)}")
 NUM_COLS = INT_COLS + FLOAT_COLS
 
 EPOCH = date(1970, 1, 1)
