@@ -2,7 +2,7 @@
 
 Layout under the warehouse directory (default ``data/warehouse``)::
 
-    log/events/batch=000001/part-0.parquet   immutable event files (one directory per batch)
+    log/events/batch=000001/part-00000.parquet  immutable event files (one directory per batch)
     log/manifests/000001.json                batch manifests; a batch exists iff its manifest does
     quarantine/batch=000001.parquet          rejected rows with reasons
     duplicates/batch=000001.parquet          rows recognised as exact re-sends

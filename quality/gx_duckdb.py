@@ -10,13 +10,16 @@ GX is pinned to 1.24.* in pyproject.toml and tests/test_quality_gx_canary.py val
 DuckDB table through this shim on every CI run. Delete the shim when GX ships a native engine
 (GX PR #12084).
 
-GX is imported lazily (2.7 s, 280 MB) so `txh --help` stays fast.
+GX is imported lazily (2.7 s, 280 MB) so `txh --help` stays fast; ingest starts the import in
+the background when a batch begins (``import_in_background``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,22 @@ from typing import Any
 from quality.suites import ENVELOPE_SUITE, Suite
 
 _PATCHED = False
+_IMPORTING: threading.Thread | None = None
+
+
+def import_in_background() -> None:
+    """Start importing great-expectations on a background thread (2.7 s of Python, which then
+    overlaps the batch's read, DuckDB releasing the GIL while it works); ``_context`` waits for
+    it. A failed import is raised again, with its traceback, by the foreground import."""
+    global _IMPORTING
+    if _IMPORTING is None and not _PATCHED:
+        _IMPORTING = threading.Thread(target=_import_quietly, name="gx-import", daemon=True)
+        _IMPORTING.start()
+
+
+def _import_quietly() -> None:
+    with contextlib.suppress(Exception):
+        _patch()
 
 
 def _patch() -> None:
@@ -51,6 +70,8 @@ def _patch() -> None:
 
 
 def _context() -> Any:
+    if _IMPORTING is not None:
+        _IMPORTING.join()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

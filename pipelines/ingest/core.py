@@ -320,6 +320,10 @@ def _run_batch(
     batches are never re-sorted, copied or updated in place. Physical order is the input order
     (preserve_insertion_order)."""
     tick = time.perf_counter()
+    if cfg.quality.gx_validation and todo:
+        from quality.gx_duckdb import import_in_background
+
+        import_in_background()
     storage = contract.storage_columns()
     suites = build_suites(cfg, contract)
     reasons_sql = runner.reasons_expr(suites)

@@ -14,7 +14,9 @@ The rule (docs/reports.md, "Small-cell suppression"), with ``t = report.small_ce
 3. Audit: tables are also linked to each other (a cell may belong to several groups, a total may
    be another table's cell). Every withheld quantity is checked against all the group equations
    at once (exact rational elimination): if the published numbers determine it, the smallest
-   published non-zero cell of a group containing it is withheld too, and the audit repeats.
+   published non-zero cell of a group containing it is withheld too (else that group's total;
+   else the same one step further, through groups linked by withheld quantities), and the
+   audit repeats.
 
 Which cells were withheld first (primary) and which to protect them (complementary) is not
 published: both are simply marked ``suppressed``.
@@ -90,17 +92,29 @@ def _widen(
     leak: Key, values: dict[Key, int], groups: list[Group], withheld: set[Key], sort_key
 ) -> None:
     """Withhold one more quantity next to ``leak``: the smallest published non-zero cell of a
-    group containing it, else a published total of such a group."""
-    around = [g for g in groups if leak in g.cells or leak == g.total]
-    cands = sorted({c for g in around for c in _candidates(g, values, withheld)}, key=sort_key)
-    if cands:
-        withheld.add(cands[0])
-        return
-    totals = sorted({g.total for g in around if g.total not in withheld}, key=sort_key)
-    if totals:
-        withheld.add(totals[0])
-        return
-    raise AssertionError(f"cannot protect {leak!r}: every neighbour is withheld")  # unreachable
+    group containing it, else a published total of such a group. When every neighbour is
+    already withheld the leak runs through other groups linked by withheld quantities (e.g. a
+    withheld total that is also a breakdown's sum, the breakdown's cells summed again in a
+    third table), so the search widens to them, nearest first."""
+    seen: list[Group] = []
+    frontier = [g for g in groups if leak in g.cells or leak == g.total]
+    while frontier:
+        seen += frontier
+        cands = sorted(
+            {c for g in frontier for c in _candidates(g, values, withheld)}, key=sort_key
+        )
+        if cands:
+            withheld.add(cands[0])
+            return
+        totals = sorted({g.total for g in frontier if g.total not in withheld}, key=sort_key)
+        if totals:
+            withheld.add(totals[0])
+            return
+        linked = {k for g in frontier for k in (*g.cells, g.total) if k in withheld}
+        frontier = [
+            g for g in groups if g not in seen and any(k in linked for k in (*g.cells, g.total))
+        ]
+    raise AssertionError(f"cannot protect {leak!r}: every linked quantity is withheld")
 
 
 def _first_determined(
