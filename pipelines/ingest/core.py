@@ -483,7 +483,7 @@ def _run_batch(
     if n_acc:
         tmp_events.mkdir(parents=True, exist_ok=True)
         cols = ", ".join(_storage_select(c.name, contract, batch_id, seq_expr) for c in storage)
-        accepted = _accepted_predicate(con, seq_expr, first_seq, last_seq)
+        accepted, setup = _accepted_predicate(con, seq_expr, first_seq, last_seq)
         parts = _log_parts(spans, cfg.ingest.log_part_rows)
         _write_log_parts(
             con,
@@ -495,6 +495,7 @@ def _run_batch(
                 )
                 for name, (idx, lo, hi) in parts
             ],
+            setup,
         )
         event_files += [
             str((final_events / name).relative_to(wh.root))
@@ -612,25 +613,26 @@ def _fix_rows(con: duckdb.DuckDBPyConnection, rows_sql: str, **values: str) -> N
 
 def _accepted_predicate(
     con: duckdb.DuckDBPyConnection, seq_expr: str, first_seq: int, last_seq: int
-) -> str:
+) -> tuple[str, list[str]]:
     """A filter on ``checked_rows`` selecting the rows ``checked`` says are accepted, without
-    joining ``row_fixes``: the rows whose outcome a fix changed (a few thousand in 10M: duplicates,
-    conflicts, helper rules, gate rejections) are bits in a bitmap over the batch's ingest
-    sequence (table ``outcome_flips``, one row), which ``_write_log_parts`` puts in a variable on
-    each connection, so the filter is a per-row bit lookup."""
+    joining ``row_fixes``, and the statements a connection runs before using it. The rows whose
+    outcome a fix changed (a few thousand in 10M: duplicates, conflicts, helper rules, gate
+    rejections) are bits in a bitmap over the batch's ingest sequence (table ``outcome_flips``,
+    one row), loaded into a variable, so the filter is a per-row bit lookup."""
     flips = """
         FROM row_fixes f JOIN checked_rows c USING (_file_idx, _row)
         WHERE (f.outcome = 'accepted') <> (c.outcome = 'accepted')
     """
     if not con.execute(f"SELECT count(*) {flips}").fetchone()[0]:
-        return "outcome = 'accepted'"
+        return "outcome = 'accepted'", []
     position = f"CAST({seq_expr} - {first_seq} AS INTEGER)"
     con.execute(f"""
         CREATE OR REPLACE TABLE outcome_flips AS
         SELECT bitstring_agg({position}, 0, {last_seq - first_seq}) AS bits {flips}
     """)
     return (
-        f"(outcome = 'accepted') <> (get_bit(getvariable('ingest_outcome_flips'), {position}) = 1)"
+        f"(outcome = 'accepted') <> (get_bit(getvariable('ingest_outcome_flips'), {position}) = 1)",
+        ["SET VARIABLE ingest_outcome_flips = (SELECT bits FROM outcome_flips)"],
     )
 
 
@@ -651,24 +653,24 @@ def _log_parts(
     return [(f"part-{n:05d}.parquet", p) for n, p in enumerate(parts)]
 
 
-def _write_log_parts(con: duckdb.DuckDBPyConnection, jobs: list[tuple[str, Path]]) -> None:
-    """Write each (query, path) as zstd Parquet, concurrently, each on a single thread.
+def _write_log_parts(
+    con: duckdb.DuckDBPyConnection, jobs: list[tuple[str, Path]], setup: list[str]
+) -> None:
+    """Write each (query, path) as zstd Parquet, concurrently, each on a single thread (its own
+    connection, which runs ``setup`` first: variables are per connection).
 
     One thread per file because DuckDB's parallel Parquet writer keeps the rows in order but cuts
     row groups where the threads' batches happen to meet (same rows, different bytes from run to
     run); several files at once so the write still uses every core (10M events: 24 s on one
     thread, 16 s as two concurrent files). Empty files (every row quarantined) are removed."""
     threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
-    has_flips = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'outcome_flips'"
-    ).fetchone()[0]
 
     def write(job: tuple[str, Path]) -> None:
         query, path = job
         cur = con.cursor()
         try:
-            if has_flips:
-                cur.execute("SET VARIABLE ingest_outcome_flips = (SELECT bits FROM outcome_flips)")
+            for statement in setup:
+                cur.execute(statement)
             cur.execute(f"COPY ({query}) TO {_q(str(path))} (FORMAT parquet, COMPRESSION zstd)")
         finally:
             cur.close()
