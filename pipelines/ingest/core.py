@@ -30,7 +30,6 @@ from typing import Any
 
 import duckdb
 import psutil
-import pyarrow.parquet as pq
 
 from pipelines.config import Config
 from pipelines.ingest.normalise import content_hash_expr, family_case, stage_select
@@ -485,7 +484,7 @@ def _run_batch(
         cols = ", ".join(_storage_select(c.name, contract, batch_id, seq_expr) for c in storage)
         accepted, setup = _accepted_predicate(con, seq_expr, first_seq, last_seq)
         parts = _log_parts(spans, cfg.ingest.log_part_rows)
-        _write_log_parts(
+        written = _write_log_parts(
             con,
             [
                 (
@@ -497,11 +496,7 @@ def _run_batch(
             ],
             setup,
         )
-        event_files += [
-            str((final_events / name).relative_to(wh.root))
-            for name, _r in parts
-            if (tmp_events / name).exists()
-        ]
+        event_files += [str((final_events / p.name).relative_to(wh.root)) for p in written]
 
     _fill_file_counts(con, file_reports, todo)
     docs_dir_tmp = wh.quality_dir / f".tmp-batch={batch_id:06d}"
@@ -655,32 +650,36 @@ def _log_parts(
 
 def _write_log_parts(
     con: duckdb.DuckDBPyConnection, jobs: list[tuple[str, Path]], setup: list[str]
-) -> None:
+) -> list[Path]:
     """Write each (query, path) as zstd Parquet, concurrently, each on a single thread (its own
     connection, which runs ``setup`` first: variables are per connection).
 
     One thread per file because DuckDB's parallel Parquet writer keeps the rows in order but cuts
     row groups where the threads' batches happen to meet (same rows, different bytes from run to
     run); several files at once so the write still uses every core (10M events: 24 s on one
-    thread, 16 s as two concurrent files). Empty files (every row quarantined) are removed."""
+    thread, 16 s as two concurrent files). Returns the files written, in job order; an empty one
+    (every row of its range quarantined) is removed."""
     threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
 
-    def write(job: tuple[str, Path]) -> None:
+    def write(job: tuple[str, Path]) -> Path | None:
         query, path = job
         cur = con.cursor()
         try:
             for statement in setup:
                 cur.execute(statement)
-            cur.execute(f"COPY ({query}) TO {_q(str(path))} (FORMAT parquet, COMPRESSION zstd)")
+            copy = f"COPY ({query}) TO {_q(str(path))} (FORMAT parquet, COMPRESSION zstd)"
+            rows = cur.execute(copy).fetchone()[0]
         finally:
             cur.close()
-        if pq.ParquetFile(path).metadata.num_rows == 0:
-            path.unlink()
+        if rows:
+            return path
+        path.unlink()
+        return None
 
     con.execute("SET threads = 1")
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
-            list(pool.map(write, jobs))
+            return [p for p in pool.map(write, jobs) if p is not None]
     finally:
         con.execute(f"SET threads = {threads}")
 

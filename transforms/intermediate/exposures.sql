@@ -298,24 +298,15 @@ needs_condition as (
 ),
 
 -- several candidates: per exposure, the latest diagnosed on or before its start, else the
--- earliest diagnosed after it, else alphabetical
+-- earliest diagnosed after it, else alphabetical (macro in transforms/macros/indication.sql)
 ambiguous_choices as (
     select
         n.patient_id,
         n.source_exposure_id,
-        arg_min(c.condition, {
-            'bucket': case
-                when c.first_diagnosed_date <= n.start_date then 0
-                when c.first_diagnosed_date is not null then 1
-                else 2
-            end,
-            'days': case
-                when c.first_diagnosed_date <= n.start_date then n.start_date - c.first_diagnosed_date
-                when c.first_diagnosed_date is not null then c.first_diagnosed_date - n.start_date
-                else 0
-            end,
-            'condition': c.condition
-        }) as condition
+        arg_min(
+            c.condition,
+            indication_preference(c.first_diagnosed_date, n.start_date, c.condition)
+        ) as condition
     from needs_condition as n
     join candidates as c
         on c.patient_id = n.patient_id and c.ingredient = n.ingredient and c.n_candidates > 1

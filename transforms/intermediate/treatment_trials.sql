@@ -361,7 +361,7 @@ unfilled_prescriptions as (
 
 -- the indication of a prescription without one: the candidates of indication_candidates (the
 -- exposures.sql rule), the most recently diagnosed on or before the prescription, else the
--- earliest diagnosed after it, else alphabetical
+-- earliest diagnosed after it, else alphabetical (macro in transforms/macros/indication.sql)
 prescription_conditions as (
     select u.prescription_id, c.condition
     from unfilled_prescriptions as u
@@ -369,12 +369,7 @@ prescription_conditions as (
     where u.condition is null
     qualify row_number() over (
         partition by u.prescription_id
-        order by
-            (c.first_diagnosed_date <= u.prescribed_date) desc nulls last,
-            case when c.first_diagnosed_date <= u.prescribed_date then c.first_diagnosed_date end
-                desc nulls last,
-            c.first_diagnosed_date asc nulls last,
-            c.condition
+        order by indication_preference(c.first_diagnosed_date, u.prescribed_date, c.condition)
     ) = 1
 ),
 
