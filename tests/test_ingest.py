@@ -148,6 +148,30 @@ def test_jsonl_invalid_lines_quarantined_blank_lines_kept_for_numbering(tmp_path
     assert [r[0] for r in log_rows(tmp_path / "wh", "source_row")] == [1, 4]
 
 
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_line_longer_than_the_limit_is_quarantined_and_the_rest_read(
+    fmt: str, tmp_path: Path
+) -> None:
+    cfg = make_cfg(tmp_path / "wh", ingest={"max_line_bytes": 2048}, quality={"mostly": 0.5})
+    rows = [dispensing(i) for i in range(1, 6)]
+    rows[1]["note"] = "x" * 5000  # record 2: over the 2,048-byte limit
+    for r in rows:
+        r.setdefault("note", "short")
+    p = tmp_path / f"in.{fmt}"
+    (write_csv if fmt == "csv" else write_jsonl)(p, rows)
+    res = ingest([p], cfg, ingest_time=FIXED_TIME)
+    f = res.files[0]
+    assert (f.rows_read, f.accepted, f.quarantined, f.malformed) == (5, 4, 1, 1)
+    header = 1 if fmt == "csv" else 0
+    q = quarantine_rows(tmp_path / "wh")
+    assert [(r[1], r[2]) for r in q] == [(2 + header, ["malformed_row"])]
+    assert "LINE SIZE OVER MAXIMUM" in q[0][3]
+    # the records after it keep their true line numbers
+    got = [r[0] for r in log_rows(tmp_path / "wh", "source_row")]
+    assert got == [1 + header, 3 + header, 4 + header, 5 + header]
+
+
 @pytest.mark.parametrize(
     "content,code",
     [

@@ -347,7 +347,13 @@ def _run_batch(
         file_reports[idx] = rep
         try:
             raw = load_raw(
-                con, f, f"raw_{idx}", contract, cfg.ingest.csv_delimiter, spill_dir=batch_tmp
+                con,
+                f,
+                f"raw_{idx}",
+                contract,
+                cfg.ingest.csv_delimiter,
+                spill_dir=batch_tmp,
+                max_line_bytes=cfg.ingest.max_line_bytes,
             )
         except FileRejected as e:
             rep.status, rep.message = "rejected", e.message

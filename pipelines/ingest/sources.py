@@ -127,8 +127,10 @@ def load_raw(
     contract: Contract,
     delimiter: str = ",",
     spill_dir: Path | None = None,
+    max_line_bytes: int = 2_097_152,
 ) -> RawTable:
     """Load one input file as ``table`` (all text, with ``_row``: its line or record number).
+    A CSV or JSON Lines line longer than ``max_line_bytes`` is a malformed row, not read.
 
     With ``spill_dir``, ``table`` is a view over a Parquet file there, not an in-memory table:
     a CSV is parsed straight into it (streaming), other formats are moved there once loaded.
@@ -139,9 +141,11 @@ def load_raw(
     if f.size_bytes == 0:
         raise FileRejected("empty_file", f"{f.name}: the file is empty")
     if f.fmt == "csv":
-        raw = _load_csv(con, f, table, delimiter, spill_dir)
+        raw = _load_csv(con, f, table, delimiter, spill_dir, max_line_bytes)
+    elif f.fmt == "jsonl":
+        raw = _load_jsonl(con, f, table, max_line_bytes)
     else:
-        raw = {"jsonl": _load_jsonl, "parquet": _load_parquet}[f.fmt](con, f, table, delimiter)
+        raw = _load_parquet(con, f, table, delimiter)
     if spill_dir is not None:
         _spill_table(con, table, spill_dir / f"{table}.parquet")
     if raw.rows == 0 and raw.malformed == 0:
@@ -179,6 +183,7 @@ def _load_csv(
     table: str,
     delimiter: str,
     spill_dir: Path | None = None,
+    max_line_bytes: int = 2_097_152,
 ) -> RawTable:
     # Read the header ourselves: DuckDB's sniffer may guess "no header" for all-text files,
     # and refuses files whose malformed lines confuse it.
@@ -195,7 +200,9 @@ def _load_csv(
         raise FileRejected("bad_header", f"{f.name}: header has empty or duplicate column names")
     cols = "{" + ", ".join(f"{_q(n)}: 'VARCHAR'" for n in names) + "}"
     rej_scan, rej_err = f"{table}_rej_scans", f"{table}_rej_errors"
-    # No buffer_size here: DuckDB reads in buffers of 16 x max_line_size, and smaller buffers
+    # max_line_size is ingest.max_line_bytes (default DuckDB's 2 MB): DuckDB reads in buffers of
+    # 16 x max_line_size, and with 10 MB a 250 MB file took 4.2 s instead of 3.3 s under the
+    # ingest memory limit. No buffer_size here: smaller buffers
     # spill 250 MB files up to 40 % faster, but with buffer_size = max_line_size + 1 DuckDB 2.0
     # silently returned one record fewer per buffer (24 of 1,955,123 rows, no reject entry;
     # compare duckdb/duckdb#25825). rows_read is what DuckDB returns, so the reconciliation
@@ -204,7 +211,7 @@ def _load_csv(
         f"SELECT * FROM read_csv({_q(str(f.path))}, "
         f"header=true, columns={cols}, delim={_q(delimiter)}, quote='\"', escape='\"', "
         f"auto_detect=false, store_rejects=true, rejects_scan={_q(rej_scan)}, "
-        f"rejects_table={_q(rej_err)}, max_line_size=10000000, null_padding=false)"
+        f"rejects_table={_q(rej_err)}, max_line_size={int(max_line_bytes)}, null_padding=false)"
     )
     spill = spill_dir is not None and "file_row_number" not in {n.lower() for n in names}
     try:
@@ -239,32 +246,7 @@ def _load_csv(
     # Line numbers: DuckDB keeps file order (preserve_insertion_order); the k-th parsed record
     # (0-based) sits on line k + 2 plus the number of rejected lines before it. This assumes no
     # quoted newlines inside fields; with them, _row is the record number + 1.
-    if rejected_lines:
-        con.execute(f"""
-            CREATE TABLE {table}_rejlines AS
-            SELECT line, row_number() OVER (ORDER BY line) AS n_before_incl
-            FROM (SELECT DISTINCT line FROM {rej_err})
-        """)
-        con.execute(f"""
-            CREATE TABLE {table}_rejthreshold AS
-            SELECT line - 2 - (n_before_incl - 1) AS k_from, n_before_incl AS shift
-            FROM {table}_rejlines
-        """)
-        con.execute(f"""
-            CREATE TABLE {table} AS
-            WITH numbered AS ({numbered})
-            SELECT n.* EXCLUDE (_k),
-                   n._k + 2 + coalesce(t.shift, 0) AS _row
-            FROM numbered n ASOF LEFT JOIN {table}_rejthreshold t ON n._k >= t.k_from
-            ORDER BY n._k
-        """)
-        con.execute(f"""
-            CREATE TABLE {table}_malformed AS
-            SELECT line AS _row, any_value(csv_line) AS original,
-                   string_agg(DISTINCT error_type, '; ' ORDER BY error_type) AS detail
-            FROM {rej_err} GROUP BY line
-        """)
-    else:
+    if not rejected_lines:
         # no copy: the parsed table's rowid is the record number
         con.execute(
             f"CREATE VIEW {table} AS SELECT * EXCLUDE (_k), _k + 2 AS _row FROM ({numbered})"
@@ -275,6 +257,7 @@ def _load_csv(
         return RawTable(
             table=table, columns=names, rows=parsed, malformed=0, provenance=_has_provenance(names)
         )
+    _number_around_rejects(con, table, numbered, rej_err, first_line=2)
     con.execute(f"DROP {'VIEW' if spill else 'TABLE'} {table}_parsed")
     return RawTable(
         table=table,
@@ -283,6 +266,38 @@ def _load_csv(
         malformed=rejected_lines,
         provenance=_has_provenance(names),
     )
+
+
+def _number_around_rejects(
+    con: duckdb.DuckDBPyConnection, table: str, numbered: str, rej_err: str, first_line: int
+) -> None:
+    """``table`` from ``numbered`` (records with ``_k``, 0-based in file order) with ``_row``,
+    the record's line: record k sits on line k + first_line plus the number of rejected lines
+    before it. ``{table}_malformed`` holds the rejected lines (line, text, DuckDB's error)."""
+    con.execute(f"""
+        CREATE TABLE {table}_rejlines AS
+        SELECT line, row_number() OVER (ORDER BY line) AS n_before_incl
+        FROM (SELECT DISTINCT line FROM {rej_err})
+    """)
+    con.execute(f"""
+        CREATE TABLE {table}_rejthreshold AS
+        SELECT line - {int(first_line)} - (n_before_incl - 1) AS k_from, n_before_incl AS shift
+        FROM {table}_rejlines
+    """)
+    con.execute(f"""
+        CREATE TABLE {table} AS
+        WITH numbered AS ({numbered})
+        SELECT n.* EXCLUDE (_k),
+               n._k + {int(first_line)} + coalesce(t.shift, 0) AS _row
+        FROM numbered n ASOF LEFT JOIN {table}_rejthreshold t ON n._k >= t.k_from
+        ORDER BY n._k
+    """)
+    con.execute(f"""
+        CREATE TABLE {table}_malformed AS
+        SELECT line AS _row, any_value(csv_line) AS original,
+               string_agg(DISTINCT error_type, '; ' ORDER BY error_type) AS detail
+        FROM {rej_err} GROUP BY line
+    """)
 
 
 def _read_csv_header(path: Path, delimiter: str) -> list[str] | None:
@@ -294,31 +309,44 @@ def _read_csv_header(path: Path, delimiter: str) -> list[str] | None:
 
 
 def _load_jsonl(
-    con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str
+    con: duckdb.DuckDBPyConnection, f: InputFile, table: str, max_line_bytes: int
 ) -> RawTable:
-    # One physical line per row (blank lines kept so line numbers stay exact), parsed as JSON in SQL.
+    # One physical line per row (blank lines kept so line numbers stay exact), parsed as JSON in
+    # SQL; a line over max_line_bytes is rejected by DuckDB and becomes a malformed row.
+    rej_scan, rej_err = f"{table}_rej_scans", f"{table}_rej_errors"
     try:
         con.execute(f"""
             CREATE TABLE {table}_text AS
             SELECT line AS _json
             FROM read_csv({_q(str(f.path))}, columns={{'line': 'VARCHAR'}}, header=false,
                           delim=chr(1), quote='', escape='', auto_detect=false,
-                          max_line_size=10000000, strict_mode=false)
+                          max_line_size={int(max_line_bytes)}, strict_mode=false,
+                          store_rejects=true, rejects_scan={_q(rej_scan)},
+                          rejects_table={_q(rej_err)})
         """)
-        con.execute(
-            f"CREATE TABLE {table}_lines AS SELECT _json, rowid + 1 AS _row FROM {table}_text"
-        )
-        con.execute(f"DROP TABLE {table}_text")
     except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
         raise FileRejected(
             "unreadable_file", f"{f.name}: cannot read as JSON Lines ({_short(e)})"
         ) from e
+    numbered = f"SELECT _json, rowid AS _k FROM {table}_text"
+    if con.execute(f"SELECT count(*) FROM {rej_err}").fetchone()[0]:
+        _number_around_rejects(con, f"{table}_lines", numbered, rej_err, first_line=1)
+        con.execute(f"ALTER TABLE {table}_lines_malformed RENAME TO {table}_too_long")
+    else:
+        con.execute(f"CREATE TABLE {table}_lines AS SELECT _json, _k + 1 AS _row FROM ({numbered})")
+        con.execute(
+            f"CREATE TABLE {table}_too_long (_row BIGINT, original VARCHAR, detail VARCHAR)"
+        )
+    con.execute(f"DROP TABLE {table}_text")
     con.execute(f"DELETE FROM {table}_lines WHERE _json IS NULL OR trim(_json) = ''")
     con.execute(f"""
         CREATE TABLE {table}_malformed AS
         SELECT _row, _json AS original, 'invalid JSON object' AS detail FROM {table}_lines
         WHERE NOT coalesce(json_valid(_json), false) OR json_type(_json) <> 'OBJECT'
+        UNION ALL
+        SELECT _row, original, detail FROM {table}_too_long
     """)
+    con.execute(f"DROP TABLE {table}_too_long")
     con.execute(f"""
         CREATE TABLE {table} AS SELECT _json, _row FROM {table}_lines
         WHERE coalesce(json_valid(_json), false) AND json_type(_json) = 'OBJECT'
