@@ -148,7 +148,6 @@ def test_jsonl_invalid_lines_quarantined_blank_lines_kept_for_numbering(tmp_path
     assert [r[0] for r in log_rows(tmp_path / "wh", "source_row")] == [1, 4]
 
 
-
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_line_longer_than_the_limit_is_quarantined_and_the_rest_read(
     fmt: str, tmp_path: Path
