@@ -118,37 +118,22 @@ clipped as (
         <= least(c.covered_end_day, b.after_end_outpatient_day - 1)
 ),
 
-island_flags as (
-    select
-        *,
-        case
-            when start_day <= max(end_day) over (
-                partition by patient_id, drug_class order by start_day, end_day
-                rows between unbounded preceding and 1 preceding) + 1
-                then 0 else 1
-        end as starts_island
-    from clipped
-),
-
-islands as (
+-- the days each interval adds to those before it (ordered by start): the part after the latest
+-- end so far; summed, the days covered by any drug of the class, overlaps counted once (one
+-- window pass instead of merging the intervals into islands first)
+new_days as (
     select
         patient_id,
         drug_class,
-        island,
-        max(end_day) - min(start_day) + 1 as island_days
-    from (
-        select
-            *,
-            sum(starts_island) over (
-                partition by patient_id, drug_class order by start_day, end_day) as island
-        from island_flags
-    )
-    group by all
+        greatest(0, end_day - greatest(start_day, coalesce(max(end_day) over (
+            partition by patient_id, drug_class order by start_day, end_day
+            rows between unbounded preceding and 1 preceding) + 1, start_day)) + 1) as new_days
+    from clipped
 ),
 
 coverage as (
-    select patient_id, drug_class, cast(sum(island_days) as integer) as covered_days
-    from islands
+    select patient_id, drug_class, cast(sum(new_days) as integer) as covered_days
+    from new_days
     group by all
 ),
 

@@ -116,7 +116,26 @@ clipped as (
             <= least(s.covered_end_day, w.after_end_outpatient_day - 1)
 ),
 
--- merge each drug's intervals, so a day counts each drug once
+-- any (the default): the days each interval adds to those before it (ordered by start) are the
+-- part after the latest end so far; summed, the days with any of the trial's drugs in hand,
+-- overlaps counted once (one window pass)
+any_new_days as (
+    select
+        trial_id,
+        greatest(0, end_day - greatest(start_day, coalesce(max(end_day) over (
+            partition by trial_id order by start_day, end_day
+            rows between unbounded preceding and 1 preceding) + 1, start_day)) + 1) as new_days
+    from clipped
+    where getvariable('pdc_combination_coverage') = 'any'
+),
+
+any_coverage as (
+    select trial_id, cast(sum(new_days) as integer) as covered_days
+    from any_new_days
+    group by trial_id
+),
+
+-- all: merge each drug's intervals, so a day counts each drug once
 drug_island_flags as (
     select
         *,
@@ -127,6 +146,7 @@ drug_island_flags as (
                 then 0 else 1
         end as starts_island
     from clipped
+    where getvariable('pdc_combination_coverage') = 'all'
 ),
 
 drug_islands as (
@@ -158,18 +178,21 @@ drug_counts as (
     group by trial_id, day
 ),
 
-coverage as (
+all_coverage as (
     select
         c.trial_id,
         cast(sum(c.next_day - c.day) as integer) as covered_days
     from drug_counts as c
     join window_bounds as w using (trial_id)
     where c.next_day is not null
-        and c.n_drugs_in_hand >= case
-            when getvariable('pdc_combination_coverage') = 'all' then len(list_distinct(w.ingredients))
-            else 1
-        end
+        and c.n_drugs_in_hand >= len(list_distinct(w.ingredients))
     group by c.trial_id
+),
+
+coverage as (
+    select * from any_coverage
+    union all
+    select * from all_coverage
 ),
 
 fills_in_window as (
