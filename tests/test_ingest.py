@@ -383,3 +383,37 @@ def test_large_batch_log_is_in_arrival_order_and_byte_identical(tmp_path: Path) 
         assert rows[-1] == res.accepted
     assert orders == [0, 0]
     assert digests[0] == digests[1]
+
+
+def test_batch_too_large_for_the_outcome_bitmap_stores_the_same_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows whose outcome a later step changed are found through a bitmap addressed by an
+    INTEGER position; a batch of 2^31 rows or more looks them up in a table instead. Forced here
+    with a tiny limit, that path stores the same log, byte for byte."""
+    import pipelines.ingest.core as core
+    from pipelines.generate import generate
+
+    generate(tmp_path / "cohort", n_events=20_000, seed=5, n_deliveries=2)
+    files = sorted((tmp_path / "cohort" / "deliveries").glob("*.csv"))
+    digests = []
+    for run, limit in (("bitmap", core.BITMAP_MAX_ROWS), ("table", 1)):
+        monkeypatch.setattr(core, "BITMAP_MAX_ROWS", limit)
+        res = ingest(files, make_cfg(tmp_path / run), ingest_time=FIXED_TIME)
+        assert res.reconciled
+        assert res.duplicates > 0 and res.quarantined > 0, "the test needs rows the fixes change"
+        manifest = json.loads(res.manifest_path.read_text())
+        digests.append(
+            [
+                hashlib.sha256((tmp_path / run / f).read_bytes()).hexdigest()
+                for f in manifest["event_files"]
+            ]
+        )
+        assert (
+            sum(
+                pq.ParquetFile(tmp_path / run / f).metadata.num_rows
+                for f in manifest["event_files"]
+            )
+            == res.accepted
+        )
+    assert digests[0] == digests[1]

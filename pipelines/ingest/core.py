@@ -612,6 +612,9 @@ def _fix_rows(con: duckdb.DuckDBPyConnection, rows_sql: str, **values: str) -> N
     con.execute("DROP TABLE new_fixes")
 
 
+BITMAP_MAX_ROWS = 2**31 - 1  # rows of a batch the outcome bitmap can address (INTEGER bits)
+
+
 def _accepted_predicate(
     con: duckdb.DuckDBPyConnection, seq_expr: str, first_seq: int, last_seq: int
 ) -> tuple[str, list[str]]:
@@ -626,6 +629,12 @@ def _accepted_predicate(
     """
     if not con.execute(f"SELECT count(*) {flips}").fetchone()[0]:
         return "outcome = 'accepted'", []
+    if last_seq - first_seq >= BITMAP_MAX_ROWS:
+        # get_bit takes an INTEGER position: a batch this large looks the rows up in a table
+        con.execute(
+            f"CREATE OR REPLACE TABLE outcome_flips AS SELECT DISTINCT {seq_expr} AS seq {flips}"
+        )
+        return f"(outcome = 'accepted') <> ({seq_expr} IN (SELECT seq FROM outcome_flips))", []
     position = f"CAST({seq_expr} - {first_seq} AS INTEGER)"
     con.execute(f"""
         CREATE OR REPLACE TABLE outcome_flips AS
