@@ -146,6 +146,10 @@ def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
     try:
         bs = json.loads(bld["stdout"])
         res["build"]["steps"] = {s["name"]: s["seconds"] for s in bs["steps"]}
+        # sorting and writing each table to Parquet, apart from computing it
+        res["build"]["write_seconds"] = round(
+            sum(s.get("write_seconds") or 0 for s in bs["steps"]), 2
+        )
         by_layer: dict[str, float] = {}
         for s in bs["steps"]:
             by_layer[s.get("layer") or "?"] = by_layer.get(s.get("layer") or "?", 0) + s["seconds"]
@@ -166,8 +170,10 @@ def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
     e2e = run_measured([*txh, "run", "--json", "--as-of", AS_OF, *map(str, first)], env_run)
     res["run_full"] = {k: v for k, v in e2e.items() if k != "stdout"}
     res["run_full"]["ratio_to_floor"] = round(e2e["seconds"] / res["io_floor_inputs_seconds"], 2)
+    res["run_full"]["stage_seconds"] = _run_stages(e2e)
     inc = run_measured([*txh, "run", "--json", "--as-of", AS_OF, *map(str, last)], env_run)
     res["run_incremental"] = {k: v for k, v in inc.items() if k != "stdout"}
+    res["run_incremental"]["stage_seconds"] = _run_stages(inc)
     try:
         rec = json.loads(inc["stdout"])
         res["run_incremental"]["build_mode"] = rec["build"]["mode"]
@@ -177,6 +183,22 @@ def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
         pass
     res["run_incremental"]["fraction_of_full"] = round(inc["seconds"] / e2e["seconds"], 3)
     return res
+
+
+def _run_stages(measured: dict[str, Any]) -> dict[str, float] | None:
+    """Where a `txh run` spent its time, from its record: ingest, build, and the rest (reports,
+    start-up, run record) as measured from outside."""
+    try:
+        rec = json.loads(measured["stdout"])
+        ingest_s = float(rec["ingest"]["seconds"])
+        build_s = float(rec["build"]["seconds"]) if rec.get("build") else 0.0
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return {
+        "ingest": round(ingest_s, 2),
+        "build": round(build_s, 2),
+        "other": round(measured["seconds"] - ingest_s - build_s, 2),
+    }
 
 
 def _delivery_order(cohort: Path) -> list[Path]:
