@@ -97,27 +97,40 @@ counts as (
     group by all
 ),
 
--- hypertension: the current regimen's classes and blood pressures
+-- hypertension: each trial's classes (once per trial, not per scenario)
+trial_regimens as (
+    select
+        t.trial_id,
+        t.ingredients,
+        len(list_intersect(list_distinct(t.drug_classes), coalesce(ah.items, []))) as n_classes,
+        len(list_intersect(t.drug_classes, coalesce(di.items, []))) > 0 as has_diuretic,
+        len(t.ingredients) as n_agents,
+        len(list_intersect(t.ingredients, coalesce(tl.items, []))) > 0 as has_thiazide_like,
+        len(list_intersect(t.drug_classes, coalesce(mra.items, []))) > 0 as has_mra
+    from trials as t
+    left join pack_list as ah on ah.condition = t.condition and ah.list_name = 'antihypertensive_classes'
+    left join pack_list as di on di.condition = t.condition and di.list_name = 'diuretic_classes'
+    left join pack_list as tl on tl.condition = t.condition and tl.list_name = 'thiazide_like_diuretics'
+    left join pack_list as mra on mra.condition = t.condition and mra.list_name = 'mra_classes'
+),
+
+-- the current regimen's classes and blood pressures
 current_regimen as (
     select
         c.patient_id,
         c.condition,
         c.scenario_id,
         t.ingredients,
-        len(list_intersect(list_distinct(t.drug_classes), coalesce(ah.items, []))) as n_classes,
-        len(list_intersect(t.drug_classes, coalesce(di.items, []))) > 0 as has_diuretic,
-        len(t.ingredients) as n_agents,
-        len(list_intersect(t.ingredients, coalesce(tl.items, []))) > 0 as has_thiazide_like,
-        len(list_intersect(t.drug_classes, coalesce(mra.items, []))) > 0 as has_mra,
+        t.n_classes,
+        t.has_diuretic,
+        t.n_agents,
+        t.has_thiazide_like,
+        t.has_mra,
         r.office_at_goal,
         r.out_of_office_at_goal
     from counts as c
-    join trials as t on t.trial_id = c.current_trial_id
+    join trial_regimens as t on t.trial_id = c.current_trial_id
     left join responses as r on r.trial_id = c.current_trial_id
-    left join pack_list as ah on ah.condition = c.condition and ah.list_name = 'antihypertensive_classes'
-    left join pack_list as di on di.condition = c.condition and di.list_name = 'diuretic_classes'
-    left join pack_list as tl on tl.condition = c.condition and tl.list_name = 'thiazide_like_diuretics'
-    left join pack_list as mra on mra.condition = c.condition and mra.list_name = 'mra_classes'
 ),
 
 joined as (
