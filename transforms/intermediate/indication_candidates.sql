@@ -42,18 +42,9 @@ explicit_conditions as (
     select * from therapy_conditions where condition is not null
 ),
 
+-- diagnosed and revised-to conditions with their first date (transforms/macros/diagnoses.sql)
 diagnosed_conditions as (
-    select patient_id, condition, min(occurred_date) as first_diagnosed_date
-    from (
-        select patient_id, condition, occurred_date
-        from events
-        where event_type = 'diagnosed' and condition is not null
-        union all
-        select patient_id, revised_to, occurred_date
-        from events
-        where event_type = 'diagnosis_revised' and revised_to is not null
-    )
-    group by all
+    select * from patient_diagnoses('events')
 ),
 
 indication_counts as (

@@ -99,14 +99,9 @@ criteria_conditions as (
 ),
 
 -- the patient's diagnosed conditions (a sole one names the condition of an unlabelled event)
+-- diagnosed and revised-to conditions (transforms/macros/diagnoses.sql)
 diagnosed_conditions as (
-    select patient_id, condition
-    from events
-    where event_type = 'diagnosed' and condition is not null
-    union
-    select patient_id, revised_to
-    from events
-    where event_type = 'diagnosis_revised' and revised_to is not null
+    select patient_id, condition from patient_diagnoses('events')
 ),
 
 sole_conditions as (
