@@ -71,9 +71,9 @@ class IngestConfig:
     csv_delimiter: str = _p(",", "CSV field delimiter.")
     max_line_bytes: int = _p(
         2_097_152,
-        "Longest line read from a CSV or JSON Lines input, in bytes. A longer line is quarantined "
-        "as malformed_row (reason LINE SIZE OVER MAXIMUM, its first 10,000 characters kept); the "
-        "rest of the file is read. DuckDB reads CSV in buffers of 16 x this: at 10M events a "
+        "Line length limit for CSV and JSON Lines inputs, in bytes: a line of this many bytes or "
+        "more, its line break included, is quarantined as malformed_row (LINE SIZE OVER "
+        "MAXIMUM, its first 10,000 characters kept); the rest of the file is read. DuckDB reads CSV in buffers of 16 x this: at 10M events a "
         "10 MB limit made reading ~20 % slower than this default (DuckDB's own).",
         minimum=1024,
     )

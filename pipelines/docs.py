@@ -103,7 +103,7 @@ def render_contract() -> str:
                 f"| {s.name} | `{chk.reason_code}` | {chk.origin} | {_md_escape(chk.rationale)} |"
             )
     lines += [
-        "| (reader) | `malformed_row` | reader | A CSV line that does not parse (column count, quotes), a JSON Lines line that is not a JSON object, or a line longer than `ingest.max_line_bytes` (default 2 MiB). |",
+        "| (reader) | `malformed_row` | reader | A CSV line that does not parse (column count, quotes), a JSON Lines line that is not a JSON object, a line that is not valid UTF-8, or a line of `ingest.max_line_bytes` bytes or more (default 2 MiB, line break included). |",
         "| (log) | `event_id_conflict` | log | Same (source, event_id) as a stored or earlier event with different content. |",
         "| (gate) | `file_failed_gate` | gate | The row passed its checks but its file failed the gate (with `quality.on_gate_failure: reject`). |",
         "",

@@ -169,6 +169,31 @@ def test_line_longer_than_the_limit_is_quarantined_and_the_rest_read(
     # the records after it keep their true line numbers
     got = [r[0] for r in log_rows(tmp_path / "wh", "source_row")]
     assert got == [1 + header, 3 + header, 4 + header, 5 + header]
+    # row numbers keep one type whether or not DuckDB rejected lines (its own are UBIGINT)
+    files = sorted((tmp_path / "wh").glob("quarantine/batch=*.parquet"))
+    assert str(pq.read_schema(files[0]).field("source_row").type) == "int64"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_line_not_in_utf8_is_quarantined_and_the_rest_read(fmt: str, tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path / "wh", quality={"mostly": 0.5})
+    p = tmp_path / f"in.{fmt}"
+    (write_csv if fmt == "csv" else write_jsonl)(p, [dispensing(i) for i in range(1, 5)])
+    lines = p.read_bytes().splitlines(keepends=True)
+    header = 1 if fmt == "csv" else 0
+    lines[header + 1] = lines[header + 1].replace(b"P1", b"caf\xe9")  # record 2: Latin-1
+    p.write_bytes(b"".join(lines))
+    res = ingest([p], cfg, ingest_time=FIXED_TIME)
+    f = res.files[0]
+    assert (f.rows_read, f.accepted, f.quarantined, f.malformed) == (4, 3, 1, 1)
+    q = quarantine_rows(tmp_path / "wh")
+    assert [(r[1], r[2]) for r in q] == [(2 + header, ["malformed_row"])]
+    assert "INVALID ENCODING" in q[0][3]
+    assert [r[0] for r in log_rows(tmp_path / "wh", "source_row")] == [
+        1 + header,
+        3 + header,
+        4 + header,
+    ]
 
 
 @pytest.mark.parametrize(

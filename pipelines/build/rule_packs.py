@@ -256,7 +256,7 @@ def load_pack(path: Path) -> RulePack:
 
 def _bind_check(pack: RulePack) -> None:
     """Every predicate must bind against the evidence vocabulary (typos fail here, clearly)."""
-    _bind_predicates(pack.path.name, tuple(sorted(pack.efficacy.items())))
+    _bind_predicates(pack.path.name, tuple(pack.efficacy.items()))
 
 
 @functools.lru_cache(maxsize=256)

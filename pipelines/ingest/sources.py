@@ -274,10 +274,12 @@ def _number_around_rejects(
     """``table`` from ``numbered`` (records with ``_k``, 0-based in file order) with ``_row``,
     the record's line: record k sits on line k + first_line plus the number of rejected lines
     before it. ``{table}_malformed`` holds the rejected lines (line, text, DuckDB's error)."""
+    # DuckDB's reject line numbers are UBIGINT: BIGINT like every other row number (a mix made
+    # the quarantine's source_row DOUBLE)
     con.execute(f"""
         CREATE TABLE {table}_rejlines AS
         SELECT line, row_number() OVER (ORDER BY line) AS n_before_incl
-        FROM (SELECT DISTINCT line FROM {rej_err})
+        FROM (SELECT DISTINCT CAST(line AS BIGINT) AS line FROM {rej_err})
     """)
     con.execute(f"""
         CREATE TABLE {table}_rejthreshold AS
@@ -292,19 +294,31 @@ def _number_around_rejects(
         FROM numbered n ASOF LEFT JOIN {table}_rejthreshold t ON n._k >= t.k_from
         ORDER BY n._k
     """)
+    con.execute(f"DROP TABLE {table}_rejthreshold")
+    con.execute(f"DROP TABLE {table}_rejlines")
+    # csv_line may start with the blank lines before the rejected one
     con.execute(f"""
         CREATE TABLE {table}_malformed AS
-        SELECT line AS _row, any_value(csv_line) AS original,
+        SELECT CAST(line AS BIGINT) AS _row,
+               ltrim(any_value(csv_line), chr(13) || chr(10)) AS original,
                string_agg(DISTINCT error_type, '; ' ORDER BY error_type) AS detail
         FROM {rej_err} GROUP BY line
     """)
 
 
+_HEADER_MAX_BYTES = 1 << 20  # a header line longer than this is cut (then rejected as bad)
+
+
 def _read_csv_header(path: Path, delimiter: str) -> list[str] | None:
+    # only the first line is decoded: a text-mode reader decodes ahead, so a row that is not
+    # UTF-8 further down would reject the whole file instead of being quarantined by DuckDB
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-        for row in csv.reader(fh, delimiter=delimiter):
-            return row
+    with opener(path, "rb") as fh:
+        first = fh.readline(_HEADER_MAX_BYTES)
+    if not first:
+        return None
+    for row in csv.reader([first.decode("utf-8-sig")], delimiter=delimiter):
+        return row
     return None
 
 
