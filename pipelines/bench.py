@@ -170,34 +170,43 @@ def bench_size(n_events: int, root: Path, seed: int) -> dict[str, Any]:
     e2e = run_measured([*txh, "run", "--json", "--as-of", AS_OF, *map(str, first)], env_run)
     res["run_full"] = {k: v for k, v in e2e.items() if k != "stdout"}
     res["run_full"]["ratio_to_floor"] = round(e2e["seconds"] / res["io_floor_inputs_seconds"], 2)
-    res["run_full"]["stage_seconds"] = _run_stages(e2e)
+    res["run_full"]["stage_seconds"] = _run_stages(e2e["seconds"], _record(e2e))
     inc = run_measured([*txh, "run", "--json", "--as-of", AS_OF, *map(str, last)], env_run)
     res["run_incremental"] = {k: v for k, v in inc.items() if k != "stdout"}
-    res["run_incremental"]["stage_seconds"] = _run_stages(inc)
+    rec = _record(inc)
+    res["run_incremental"]["stage_seconds"] = _run_stages(inc["seconds"], rec)
     try:
-        rec = json.loads(inc["stdout"])
         res["run_incremental"]["build_mode"] = rec["build"]["mode"]
         res["run_incremental"]["affected_patients"] = rec["build"]["affected_patients"]
         res["run_incremental"]["rows_read"] = rec["ingest"]["rows_read"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (KeyError, TypeError):
         pass
     res["run_incremental"]["fraction_of_full"] = round(inc["seconds"] / e2e["seconds"], 3)
     return res
 
 
-def _run_stages(measured: dict[str, Any]) -> dict[str, float] | None:
+def _record(measured: dict[str, Any]) -> dict[str, Any] | None:
+    """The run record a `txh run --json` printed (None if it printed none)."""
+    try:
+        return json.loads(measured["stdout"])
+    except (json.JSONDecodeError, KeyError):
+        return None
+
+
+def _run_stages(seconds: float, rec: dict[str, Any] | None) -> dict[str, float] | None:
     """Where a `txh run` spent its time, from its record: ingest, build, and the rest (reports,
     start-up, run record) as measured from outside."""
+    if rec is None:
+        return None
     try:
-        rec = json.loads(measured["stdout"])
         ingest_s = float(rec["ingest"]["seconds"])
         build_s = float(rec["build"]["seconds"]) if rec.get("build") else 0.0
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return None
     return {
         "ingest": round(ingest_s, 2),
         "build": round(build_s, 2),
-        "other": round(measured["seconds"] - ingest_s - build_s, 2),
+        "other": round(seconds - ingest_s - build_s, 2),
     }
 
 

@@ -250,18 +250,14 @@ def load_pack(path: Path) -> RulePack:
         efficacy_source={k: " ".join(str(v).split()) for k, v in eff_src.items()},
         sources=list(raw["sources"]),
     )
-    _bind_check(pack)
+    _bind_check(path.name, tuple(pack.efficacy.items()))
     return pack
 
 
-def _bind_check(pack: RulePack) -> None:
-    """Every predicate must bind against the evidence vocabulary (typos fail here, clearly)."""
-    _bind_predicates(pack.path.name, tuple(pack.efficacy.items()))
-
-
 @functools.lru_cache(maxsize=256)
-def _bind_predicates(file_name: str, predicates: tuple[tuple[str, str], ...]) -> None:
-    """Binding costs ~20 ms a pack and a run loads the packs several times (build, then each
+def _bind_check(file_name: str, predicates: tuple[tuple[str, str], ...]) -> None:
+    """Every predicate must bind against the evidence vocabulary (typos fail here, clearly).
+    Binding costs ~20 ms a pack and a run loads the packs several times (build, then each
     report); a predicate that bound once binds again, so it is checked once per process (a
     failure raises, and is not cached)."""
     con = duckdb.connect()

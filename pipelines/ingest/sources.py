@@ -127,10 +127,12 @@ def load_raw(
     contract: Contract,
     delimiter: str = ",",
     spill_dir: Path | None = None,
-    max_line_bytes: int = 2_097_152,
+    *,
+    max_line_bytes: int,
 ) -> RawTable:
     """Load one input file as ``table`` (all text, with ``_row``: its line or record number).
-    A CSV or JSON Lines line longer than ``max_line_bytes`` is a malformed row, not read.
+    A CSV or JSON Lines line of ``max_line_bytes`` or more (line break included) is a malformed
+    row, not read.
 
     With ``spill_dir``, ``table`` is a view over a Parquet file there, not an in-memory table:
     a CSV is parsed straight into it (streaming), other formats are moved there once loaded.
@@ -182,8 +184,8 @@ def _load_csv(
     f: InputFile,
     table: str,
     delimiter: str,
-    spill_dir: Path | None = None,
-    max_line_bytes: int = 2_097_152,
+    spill_dir: Path | None,
+    max_line_bytes: int,
 ) -> RawTable:
     # Read the header ourselves: DuckDB's sniffer may guess "no header" for all-text files,
     # and refuses files whose malformed lines confuse it.
@@ -246,19 +248,9 @@ def _load_csv(
     # Line numbers: DuckDB keeps file order (preserve_insertion_order); the k-th parsed record
     # (0-based) sits on line k + 2 plus the number of rejected lines before it. This assumes no
     # quoted newlines inside fields; with them, _row is the record number + 1.
-    if not rejected_lines:
-        # no copy: the parsed table's rowid is the record number
-        con.execute(
-            f"CREATE VIEW {table} AS SELECT * EXCLUDE (_k), _k + 2 AS _row FROM ({numbered})"
-        )
-        con.execute(
-            f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)"
-        )
-        return RawTable(
-            table=table, columns=names, rows=parsed, malformed=0, provenance=_has_provenance(names)
-        )
-    _number_around_rejects(con, table, numbered, rej_err, first_line=2)
-    con.execute(f"DROP {'VIEW' if spill else 'TABLE'} {table}_parsed")
+    _number_lines(con, table, numbered, rej_err, rejected_lines, first_line=2)
+    if rejected_lines:  # the numbered rows were copied; without rejects `table` is a view
+        con.execute(f"DROP {'VIEW' if spill else 'TABLE'} {table}_parsed")
     return RawTable(
         table=table,
         columns=names,
@@ -268,12 +260,27 @@ def _load_csv(
     )
 
 
-def _number_around_rejects(
-    con: duckdb.DuckDBPyConnection, table: str, numbered: str, rej_err: str, first_line: int
+def _number_lines(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    numbered: str,
+    rej_err: str,
+    rejected_lines: int,
+    first_line: int,
 ) -> None:
     """``table`` from ``numbered`` (records with ``_k``, 0-based in file order) with ``_row``,
     the record's line: record k sits on line k + first_line plus the number of rejected lines
-    before it. ``{table}_malformed`` holds the rejected lines (line, text, DuckDB's error)."""
+    before it. ``{table}_malformed`` holds the rejected lines (line, text, DuckDB's error).
+    Without rejected lines ``table`` is a view (no copy) and ``{table}_malformed`` empty."""
+    if not rejected_lines:
+        con.execute(
+            f"CREATE VIEW {table} AS "
+            f"SELECT * EXCLUDE (_k), _k + {int(first_line)} AS _row FROM ({numbered})"
+        )
+        con.execute(
+            f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)"
+        )
+        return
     # DuckDB's reject line numbers are UBIGINT: BIGINT like every other row number (a mix made
     # the quarantine's source_row DOUBLE)
     con.execute(f"""
@@ -306,7 +313,7 @@ def _number_around_rejects(
     """)
 
 
-_HEADER_MAX_BYTES = 1 << 20  # a header line longer than this is cut (then rejected as bad)
+_HEADER_MAX_BYTES = 1 << 20  # the header line is read up to this many bytes
 
 
 def _read_csv_header(path: Path, delimiter: str) -> list[str] | None:
@@ -342,31 +349,26 @@ def _load_jsonl(
         raise FileRejected(
             "unreadable_file", f"{f.name}: cannot read as JSON Lines ({_short(e)})"
         ) from e
+    rejected = con.execute(f"SELECT count(DISTINCT line) FROM {rej_err}").fetchone()[0]
+    # blank lines are kept until here (they count for the numbering), then skipped
     numbered = f"SELECT _json, rowid AS _k FROM {table}_text"
-    if con.execute(f"SELECT count(*) FROM {rej_err}").fetchone()[0]:
-        _number_around_rejects(con, f"{table}_lines", numbered, rej_err, first_line=1)
-        con.execute(f"ALTER TABLE {table}_lines_malformed RENAME TO {table}_too_long")
-    else:
-        con.execute(f"CREATE TABLE {table}_lines AS SELECT _json, _k + 1 AS _row FROM ({numbered})")
-        con.execute(
-            f"CREATE TABLE {table}_too_long (_row BIGINT, original VARCHAR, detail VARCHAR)"
-        )
-    con.execute(f"DROP TABLE {table}_text")
-    con.execute(f"DELETE FROM {table}_lines WHERE _json IS NULL OR trim(_json) = ''")
+    _number_lines(con, f"{table}_lines", numbered, rej_err, rejected, first_line=1)
+    nonblank = f"FROM {table}_lines WHERE _json IS NOT NULL AND trim(_json) <> ''"
     con.execute(f"""
         CREATE TABLE {table}_malformed AS
-        SELECT _row, _json AS original, 'invalid JSON object' AS detail FROM {table}_lines
-        WHERE NOT coalesce(json_valid(_json), false) OR json_type(_json) <> 'OBJECT'
+        SELECT _row, _json AS original, 'invalid JSON object' AS detail {nonblank}
+            AND (NOT coalesce(json_valid(_json), false) OR json_type(_json) <> 'OBJECT')
         UNION ALL
-        SELECT _row, original, detail FROM {table}_too_long
+        SELECT _row, original, detail FROM {table}_lines_malformed
     """)
-    con.execute(f"DROP TABLE {table}_too_long")
     con.execute(f"""
-        CREATE TABLE {table} AS SELECT _json, _row FROM {table}_lines
-        WHERE coalesce(json_valid(_json), false) AND json_type(_json) = 'OBJECT'
+        CREATE TABLE {table} AS SELECT _json, _row {nonblank}
+            AND coalesce(json_valid(_json), false) AND json_type(_json) = 'OBJECT'
         ORDER BY _row
     """)
-    con.execute(f"DROP TABLE {table}_lines")
+    con.execute(f"DROP {'TABLE' if rejected else 'VIEW'} {table}_lines")
+    con.execute(f"DROP TABLE {table}_lines_malformed")
+    con.execute(f"DROP TABLE {table}_text")
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     malformed = con.execute(f"SELECT count(*) FROM {table}_malformed").fetchone()[0]
     if rows == 0 and malformed > 0:

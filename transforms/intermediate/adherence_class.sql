@@ -118,16 +118,15 @@ clipped as (
         <= least(c.covered_end_day, b.after_end_outpatient_day - 1)
 ),
 
--- the days each interval adds to those before it (ordered by start): the part after the latest
--- end so far; summed, the days covered by any drug of the class, overlaps counted once (one
--- window pass instead of merging the intervals into islands first)
+-- the days each interval adds to those before it; summed, the days covered by any drug of the
+-- class, overlaps counted once (macro in transforms/macros/adherence.sql)
 new_days as (
     select
         patient_id,
         drug_class,
-        greatest(0, end_day - greatest(start_day, coalesce(max(end_day) over (
+        days_added(start_day, end_day, max(end_day) over (
             partition by patient_id, drug_class order by start_day, end_day
-            rows between unbounded preceding and 1 preceding) + 1, start_day)) + 1) as new_days
+            rows between unbounded preceding and 1 preceding)) as new_days
     from clipped
 ),
 

@@ -116,15 +116,14 @@ clipped as (
             <= least(s.covered_end_day, w.after_end_outpatient_day - 1)
 ),
 
--- any (the default): the days each interval adds to those before it (ordered by start) are the
--- part after the latest end so far; summed, the days with any of the trial's drugs in hand,
--- overlaps counted once (one window pass)
+-- any (the default): the days each interval adds to those before it; summed, the days with
+-- any of the trial's drugs in hand, overlaps counted once (macro in transforms/macros/adherence.sql)
 any_new_days as (
     select
         trial_id,
-        greatest(0, end_day - greatest(start_day, coalesce(max(end_day) over (
+        days_added(start_day, end_day, max(end_day) over (
             partition by trial_id order by start_day, end_day
-            rows between unbounded preceding and 1 preceding) + 1, start_day)) + 1) as new_days
+            rows between unbounded preceding and 1 preceding)) as new_days
     from clipped
     where getvariable('pdc_combination_coverage') = 'any'
 ),

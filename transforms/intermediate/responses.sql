@@ -98,8 +98,8 @@ criteria_conditions as (
     ) as t(criteria, condition)
 ),
 
--- the patient's diagnosed conditions (a sole one names the condition of an unlabelled event)
--- diagnosed and revised-to conditions (transforms/macros/diagnoses.sql)
+-- the patient's diagnosed and revised-to conditions (a sole one names the condition of an
+-- unlabelled event; transforms/macros/diagnoses.sql)
 diagnosed_conditions as (
     select patient_id, condition from patient_diagnoses('events')
 ),

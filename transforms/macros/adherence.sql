@@ -19,6 +19,14 @@ create or replace macro outpatient_day(
     date_diff('day', date '1970-01-01', d)
         - inpatient_days_before_day(d, period_start_date, period_end_date, days_before_period);
 
+-- Covered days, overlaps counted once (PQA PDC; clinical-rules.md 3.1): over a patient's
+-- supply intervals [start_day, end_day] in order of start, the days an interval adds to those
+-- before it are the part after the latest end so far (prior_max_end: max(end_day) over the
+-- preceding rows, NULL for the first); their sum is the number of covered days. One window pass
+-- instead of merging the intervals into islands first.
+create or replace macro days_added(start_day, end_day, prior_max_end) as
+    greatest(0, end_day - greatest(start_day, coalesce(prior_max_end + 1, start_day)) + 1);
+
 -- AdhereR CMA7 over a window [start_day, window_end_day] (AdhereR R/adherer.R, CMA7; Vollmer
 -- et al., BMC Health Serv Res 2012): 1 - (gap days inside the window) / window length, with the
 -- carry-over from the follow-up window start. The gaps are: those before the window's last
