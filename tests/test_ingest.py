@@ -218,6 +218,81 @@ def test_file_level_failures_reject_the_file_with_a_message(
     assert not res.gate_passed and res.accepted == 1  # the good file still lands
 
 
+def test_csv_files_read_together_number_and_reject_as_each_read_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's CSV files are parsed at once, one thread each (sources.parse_csvs): rejected
+    files, malformed lines, quarantined originals and line numbers come out as when each file
+    is the only one of its batch (parsed by load_raw on both threads)."""
+    import pipelines.ingest.core as core
+
+    seen: list[dict] = []
+    real = core.parse_csvs
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real(*args, **kwargs)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(core, "parse_csvs", spy)
+    inputs = tmp_path / "in"
+    a = write_csv(inputs / "a.csv", [dispensing(i, patient=f"P{i % 50}") for i in range(3000)])
+    lines = a.read_bytes().splitlines(keepends=True)
+    lines[4] = lines[4].rstrip(b"\r\n") + b",EXTRA,FIELDS\r\n"  # line 5: too many fields
+    lines[2000] = lines[2000].replace(b"levetiracetam", b"caf\xe9")  # line 2001: not UTF-8
+    a.write_bytes(b"".join(lines))
+    b = write_csv(
+        inputs / "b.csv", [dispensing(i, patient=f"Q{i % 50}") for i in range(3000, 5000)]
+    )
+    c = inputs / "c.csv"
+    c.write_text("a,a,b\n1,2,3\n")  # duplicate column names: rejected before parsing
+    e = inputs / "e.csv"
+    e.write_text("event_id,patient_id,event_type,occurred_at\n")  # header only: rejected after
+    files = [a, b, c, e]
+    cfg = make_cfg(tmp_path / "together", engine={"threads": 2}, quality={"mostly": 0.5})
+    together = ingest(files, cfg, ingest_time=FIXED_TIME)
+    assert len(seen) == 1 and sorted(seen[0]) == ["raw_0", "raw_1", "raw_2", "raw_3"]
+    assert seen[0]["raw_2"].rejected is not None, "rejected before the parallel parse"
+    assert seen[0]["raw_0"].rejected is None and seen[0]["raw_1"].rejected is None
+    alone_wh = tmp_path / "alone"
+    alone = [
+        ingest(
+            [f],
+            make_cfg(alone_wh, engine={"threads": 2}, quality={"mostly": 0.5}),
+            ingest_time=FIXED_TIME,
+        )
+        for f in files
+    ]
+    # a lone file is parsed by load_raw (only a rejection is passed on)
+    assert all(v.rejected is not None for x in seen[1:] for v in x.values())
+
+    def status(files_):  # type: ignore[no-untyped-def]
+        return sorted(
+            (f.path, f.status, sorted(f.reasons or {}), f.rows_read, f.malformed) for f in files_
+        )
+
+    assert status(together.files) == status([f for r in alone for f in r.files])
+    assert status(together.files)[2][1:3] == ("rejected", ["bad_header"])
+    assert status(together.files)[3][1:3] == ("rejected", ["empty_file"])
+    q_together, q_alone = quarantine_rows(tmp_path / "together"), quarantine_rows(alone_wh)
+    assert sorted(q_together) == sorted(q_alone)
+    assert sorted((r[0], r[1], r[2]) for r in q_together) == [
+        (str(a), 5, ["malformed_row"]),
+        (str(a), 2001, ["malformed_row"]),
+    ]
+    cols = "event_id, source_file, source_row"
+    logged = log_rows(tmp_path / "together", cols)
+    assert sorted(logged) == sorted(log_rows(alone_wh, cols))
+    assert len(logged) == 4998
+    # each event's source_row is its line in its file (header = line 1)
+    line_of = {
+        (str(f), ln.split(b",")[0].decode("utf-8", "replace")): n
+        for f in (a, b)
+        for n, ln in enumerate(f.read_bytes().splitlines(), start=1)
+    }
+    assert all(line_of[(src, eid)] == row for eid, src, row in logged)
+
+
 def test_undecodable_file_is_rejected_not_crashed(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path / "wh")
     p = tmp_path / "latin1.csv"

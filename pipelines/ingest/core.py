@@ -39,6 +39,7 @@ from pipelines.ingest.sources import (
     describe_file,
     discover,
     load_raw,
+    parse_csvs,
     sha256_file,
 )
 from pipelines.logs import get_logger
@@ -334,6 +335,12 @@ def _run_batch(
     # original rows live in Parquet files here until the batch commits (sources.load_raw)
     batch_tmp = wh.tmp_dir / f"ingest-{batch_id:06d}"
     created = False
+    csvs = [(f, f"raw_{idx}") for idx, (f, _c) in enumerate(todo) if f.fmt == "csv"]
+    if len(csvs) > 1:
+        progress("read CSV files", 0.0)
+    parsed = parse_csvs(
+        con, csvs, cfg.ingest.csv_delimiter, batch_tmp, max_line_bytes=cfg.ingest.max_line_bytes
+    )
     for idx, (f, conv) in enumerate(todo):
         progress(f"read {Path(f.display_path).name}", idx / max(len(todo), 1))
         rep = FileReport(
@@ -354,6 +361,7 @@ def _run_batch(
                 cfg.ingest.csv_delimiter,
                 spill_dir=batch_tmp,
                 max_line_bytes=cfg.ingest.max_line_bytes,
+                parsed=parsed.get(f"raw_{idx}"),
             )
         except FileRejected as e:
             rep.status, rep.message = "rejected", e.message
