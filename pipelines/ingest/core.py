@@ -22,7 +22,6 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +38,7 @@ from pipelines.ingest.sources import (
     describe_file,
     discover,
     load_raw,
+    one_thread_each,
     parse_csvs,
     sha256_file,
 )
@@ -682,7 +682,6 @@ def _write_log_parts(
     run); several files at once so the write still uses every core (10M events: 24 s on one
     thread, 16 s as two concurrent files). Returns the files written, in job order; an empty one
     (every row of its range quarantined) is removed."""
-    threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
 
     def write(job: tuple[str, Path]) -> Path | None:
         query, path = job
@@ -699,12 +698,7 @@ def _write_log_parts(
         path.unlink()
         return None
 
-    con.execute("SET threads = 1")
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
-            return [p for p in pool.map(write, jobs) if p is not None]
-    finally:
-        con.execute(f"SET threads = {threads}")
+    return [p for p in one_thread_each(con, write, jobs) if p is not None]
 
 
 def _checked_select(

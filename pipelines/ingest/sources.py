@@ -15,9 +15,12 @@ import csv
 import fnmatch
 import gzip
 import hashlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -182,6 +185,27 @@ def _spill_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None
     con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_q(str(path))})")
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def one_thread_each(
+    con: duckdb.DuckDBPyConnection, work: Callable[[T], R], items: list[T]
+) -> list[R]:
+    """``work`` on each item, as many at once as DuckDB has threads, each on one thread: the
+    threads setting is per database, so it is 1 for the duration. For statements that keep
+    their rows in order, which costs DuckDB more on several threads than on one (reading a
+    CSV, writing Parquet row groups at fixed rows). ``work`` runs its statements on a cursor of
+    ``con``. Results in item order."""
+    threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+    con.execute("SET threads = 1")
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(items)))) as pool:
+            return list(pool.map(work, items))
+    finally:
+        con.execute(f"SET threads = {threads}")
+
+
 @dataclass
 class ParsedCsv:
     """A CSV already streamed into its spill Parquet by :func:`parse_csvs`: its header, or why
@@ -233,11 +257,18 @@ def _csv_streams(names: list[str], spill_dir: Path | None) -> bool:
     return spill_dir is not None and "file_row_number" not in {n.lower() for n in names}
 
 
-def _copy_csv(cur: duckdb.DuckDBPyConnection, f: InputFile, scan: str, path: Path) -> None:
+@contextmanager
+def _csv_read_errors(f: InputFile) -> Iterator[None]:
+    """DuckDB failing to parse the file rejects it."""
     try:
-        cur.execute(f"COPY ({scan}) TO {_q(str(path))} (FORMAT parquet)")
+        yield
     except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
         raise FileRejected("unreadable_file", f"{f.name}: cannot read as CSV ({_short(e)})") from e
+
+
+def _copy_csv(cur: duckdb.DuckDBPyConnection, f: InputFile, scan: str, path: Path) -> None:
+    with _csv_read_errors(f):
+        cur.execute(f"COPY ({scan}) TO {_q(str(path))} (FORMAT parquet)")
 
 
 def parse_csvs(
@@ -248,8 +279,8 @@ def parse_csvs(
     max_line_bytes: int,
 ) -> dict[str, ParsedCsv]:
     """Stream several CSV files (``(file, table)``) into their spill Parquet files at once, each
-    on one thread (a cursor of ``con``; the threads setting is per database, so it is set to 1
-    for the duration), the largest first; ``load_raw(..., parsed=...)`` then skips the parse.
+    on one thread (``one_thread_each``), the largest first; ``load_raw(..., parsed=...)`` then
+    skips the parse.
     DuckDB keeps a file's record order only at some cost when one file is read by several
     threads (preserve_insertion_order; 250 MB: 3.4 s on two threads, 4.3 s on one), so two
     files on one thread each are faster (10M events: 17.5 -> 13.2 s for the five files).
@@ -286,14 +317,7 @@ def parse_csvs(
         finally:
             cur.close()
 
-    threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
-    work.sort(key=lambda j: -j[0].size_bytes)
-    con.execute("SET threads = 1")
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(work)))) as pool:
-            list(pool.map(parse, work))
-    finally:
-        con.execute(f"SET threads = {threads}")
+    one_thread_each(con, parse, sorted(work, key=lambda j: -j[0].size_bytes))
     return out
 
 
@@ -323,12 +347,8 @@ def _load_csv(
         )
     else:
         scan = _csv_scan(f, table, names, delimiter, max_line_bytes)
-        try:
+        with _csv_read_errors(f):
             con.execute(f"CREATE TABLE {table}_parsed AS {scan}")
-        except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
-            raise FileRejected(
-                "unreadable_file", f"{f.name}: cannot read as CSV ({_short(e)})"
-            ) from e
     # the record number (0-based, file order) as _k: the rowid of the in-memory table, or the
     # row number in the Parquet file the CSV was streamed into (preserve_insertion_order)
     numbered = (
