@@ -38,7 +38,6 @@ from pipelines.ingest.sources import (
     describe_file,
     discover,
     load_raw,
-    one_thread_each,
     parse_csvs,
     sha256_file,
 )
@@ -49,6 +48,7 @@ from pipelines.warehouse import (
     atomic_write_json,
     connect,
     fault_point,
+    one_thread_each,
 )
 from quality import runner
 from quality.suites import build_suites
@@ -335,7 +335,8 @@ def _run_batch(
     # original rows live in Parquet files here until the batch commits (sources.load_raw)
     batch_tmp = wh.tmp_dir / f"ingest-{batch_id:06d}"
     created = False
-    csvs = [(f, f"raw_{idx}") for idx, (f, _c) in enumerate(todo) if f.fmt == "csv"]
+    raw_name = {idx: f"raw_{idx}" for idx in range(len(todo))}
+    csvs = [(f, raw_name[idx]) for idx, (f, _c) in enumerate(todo) if f.fmt == "csv"]
     if len(csvs) > 1:
         progress("read CSV files", 0.0)
     parsed = parse_csvs(
@@ -356,12 +357,12 @@ def _run_batch(
             raw = load_raw(
                 con,
                 f,
-                f"raw_{idx}",
+                raw_name[idx],
                 contract,
                 cfg.ingest.csv_delimiter,
                 spill_dir=batch_tmp,
                 max_line_bytes=cfg.ingest.max_line_bytes,
-                parsed=parsed.get(f"raw_{idx}"),
+                parsed=parsed.get(raw_name[idx]),
             )
         except FileRejected as e:
             rep.status, rep.message = "rejected", e.message

@@ -15,15 +15,14 @@ import csv
 import fnmatch
 import gzip
 import hashlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import duckdb
 
+from pipelines.warehouse import one_thread_each
 from schemas.contract import Contract
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
@@ -183,27 +182,6 @@ def _spill_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None
     con.execute(f"COPY (SELECT * FROM {table}) TO {_q(str(path))} (FORMAT parquet)")
     con.execute(f"DROP TABLE {table}")
     con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_q(str(path))})")
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def one_thread_each(
-    con: duckdb.DuckDBPyConnection, work: Callable[[T], R], items: list[T]
-) -> list[R]:
-    """``work`` on each item, as many at once as DuckDB has threads, each on one thread: the
-    threads setting is per database, so it is 1 for the duration. For statements that keep
-    their rows in order, which costs DuckDB more on several threads than on one (reading a
-    CSV, writing Parquet row groups at fixed rows). ``work`` runs its statements on a cursor of
-    ``con``. Results in item order."""
-    threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
-    con.execute("SET threads = 1")
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(items)))) as pool:
-            return list(pool.map(work, items))
-    finally:
-        con.execute(f"SET threads = {threads}")
 
 
 @dataclass
