@@ -79,3 +79,93 @@ def test_rule_fails_and_passes(key: str, outcome: tuple[dict[str, list[str]], se
     assert pass_id in accepted, (
         f"{pass_id} should be accepted (reasons: {quarantined.get(pass_id)})"
     )
+
+
+# ---- re-checking rows after the helper columns are filled (runner.recheck_expr) ----------------
+
+HELPERS = ("_first_drug_event_at", "_target_patient_id")
+
+
+def _batch_with_reasons(con: duckdb.DuckDBPyConnection, suites: list[Any]) -> None:
+    """A typed batch of stops and corrections, some failing other checks too (and one with a
+    parse error, whose detailed codes are merged differently), checked with NULL helpers."""
+    from pipelines.ingest.core import _empty_stage
+    from pipelines.ingest.normalise import family_case
+    from quality.runner import reasons_expr
+    from schemas.contract import load_contract
+
+    contract = load_contract()
+    con.execute(f"CREATE TABLE stage AS {_empty_stage(contract)}")
+    con.execute("""
+        INSERT INTO stage BY NAME SELECT * FROM (VALUES
+          (1, 'stopped', TIMESTAMP '2023-12-01', 'levetiracetam', NULL::INTEGER, 'p1', NULL, []),
+          (2, 'stopped', TIMESTAMP '2024-02-01', 'levetiracetam', NULL, 'p1', NULL, []),
+          (3, 'stopped', TIMESTAMP '2023-12-01', 'levetiracetam', -3, 'p1', NULL, []),
+          (4, 'stopped', TIMESTAMP '2023-12-01', NULL, -3, 'p1', NULL, ['unparseable_dose']),
+          (5, 'amended', TIMESTAMP '2024-01-01', NULL, NULL, 'p2', 'e1', []),
+          (6, 'amended', TIMESTAMP '2024-01-01', NULL, NULL, 'p3', 'e1', []),
+          (7, 'retracted', TIMESTAMP '2024-01-01', NULL, NULL, 'p2', NULL, []),
+          (8, 'dispensed', TIMESTAMP '2024-01-01', 'levetiracetam', 30, 'p1', NULL, [])
+        ) v(_row, event_type, occurred_at, drug, days_supply, patient_id, target_event_id,
+            _parse_errors)
+    """)
+    con.execute(f"""
+        CREATE TABLE checked AS
+        SELECT *, {reasons_expr(suites)} AS reasons FROM (
+            SELECT *, {family_case(contract)} AS family, TIMESTAMP '2025-01-15' AS ingested_at,
+                   CAST(NULL AS TIMESTAMP) AS _first_drug_event_at,
+                   CAST(NULL AS VARCHAR) AS _target_patient_id
+            FROM stage)
+    """)
+    con.execute("UPDATE checked SET _first_drug_event_at = TIMESTAMP '2024-01-01' WHERE _row <= 4")
+    con.execute("UPDATE checked SET _target_patient_id = 'p2' WHERE _row IN (5, 6)")
+
+
+def test_recheck_of_helper_rules_equals_checking_the_whole_row_again() -> None:
+    from quality.runner import reasons_expr, recheck_expr
+
+    suites = build_suites()
+    con = duckdb.connect()
+    _batch_with_reasons(con, suites)
+    quick = recheck_expr(suites, HELPERS)
+    assert quick is not None and "reasons" in quick
+    rows = con.execute(f"""
+        SELECT _row, reasons AS before, {reasons_expr(suites)} AS whole_row, {quick} AS quick
+        FROM checked ORDER BY _row
+    """).fetchall()
+    assert [r[2] for r in rows] == [r[3] for r in rows]
+    changed = {r[0]: r[2] for r in rows if r[1] != r[2]}
+    # the stops dated before the drug's first event, and the correction of another patient
+    assert set(changed) == {1, 3, 4, 6}
+    assert all(("stopped_before_first_event" in changed[n]) == (n != 6) for n in changed), changed
+    assert "negative_days_supply" in changed[3] and "unparseable_dose" in changed[4]
+    assert "correction_patient_mismatch" in changed[6]
+
+
+def test_recheck_falls_back_when_a_code_could_come_from_another_check() -> None:
+    import dataclasses
+
+    from quality.runner import recheck_expr
+
+    suites = build_suites()
+    assert recheck_expr(suites, ("no_such_column",)) == "reasons"
+    therapy = next(s for s in suites if s.name == "therapy")
+    helper_check = next(c for c in therapy.checks if c.reason_code == "stopped_before_first_event")
+    # the same code given by a check that does not read the helper: the old list is ambiguous
+    twin = dataclasses.replace(helper_check, predicate="dose > 1000")
+    shared = [
+        dataclasses.replace(s, checks=(*s.checks, twin)) if s.name == "therapy" else s
+        for s in suites
+    ]
+    assert recheck_expr(shared, HELPERS) is None
+    # a re-done check reporting detailed codes cannot be told apart in the list either
+    events = next(s for s in suites if s.name == "events")
+    parse = next(c for c in events.checks if c.reason_codes_sql)
+    detailed = dataclasses.replace(parse, predicate=parse.predicate + " OR _target_patient_id = ''")
+    with_detailed = [
+        dataclasses.replace(s, checks=tuple(detailed if c is parse else c for c in s.checks))
+        if s.name == "events"
+        else s
+        for s in suites
+    ]
+    assert recheck_expr(with_detailed, HELPERS) is None

@@ -248,7 +248,8 @@ def _ingest_locked(
     first_seq = (manifests[-1]["last_seq"] + 1) if manifests else 1
     log.info("ingest.batch_start", batch_id=batch_id, files=len(todo))
 
-    con = connect(cfg, wh=wh, memory_limit=cfg.ingest.memory_limit)
+    work_db = wh.tmp_dir / f"ingest-{batch_id:06d}.duckdb"
+    con = _open_work_db(cfg, wh, work_db)
     # The log must come out byte-identical from the same inputs, and it is written in insertion
     # order. DuckDB plans an IN list of five or more constants (the quality checks' domains) as a
     # join, and a join makes it fall back from its order-preserving insert: rows of a
@@ -270,7 +271,7 @@ def _ingest_locked(
             timings,
         )
     finally:
-        con.close()
+        _discard_work_db(con, work_db)
     result.timings["total"] = time.perf_counter() - t0
     result.peak_rss_mb = _peak_rss_mb()
     log.info(
@@ -285,6 +286,48 @@ def _ingest_locked(
         seconds=round(result.timings["total"], 2),
     )
     return result
+
+
+def _open_work_db(cfg: Config, wh: Warehouse, path: Path) -> duckdb.DuckDBPyConnection:
+    """The batch's working database: a scratch DuckDB file, not an in-memory database.
+
+    DuckDB keeps in-memory tables uncompressed. A 10M-event batch (``checked_rows``, every
+    column of every row) outgrew the ingest memory limit, was spilled uncompressed to the temp
+    directory and read back by each later pass: 2 GB read by one helper-rule query. In a
+    database file the large inserts are written compressed as they happen (330 MB at 10M
+    events) and the passes read that. The file is scratch: deleted after the batch, and a run
+    killed mid-batch leaves it for the next ingest's sweep of the tmp directory. Nothing is
+    ever checkpointed: a checkpoint would compress and write the whole batch again (7-8 s at
+    10M events), so the WAL threshold is out of reach and the tables are dropped before the
+    connection closes (see ``_discard_work_db``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_work_db(path)
+    con = connect(cfg, database=path, wh=wh, memory_limit=cfg.ingest.memory_limit)
+    con.execute("SET checkpoint_threshold = '1TB'")
+    return con
+
+
+def _discard_work_db(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Close the working database without the checkpoint DuckDB runs on close (it would write
+    every table out; with the tables dropped there is nothing to write), then delete it."""
+    try:
+        for (table,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND NOT temporary"
+        ).fetchall():
+            con.execute(f"DROP TABLE IF EXISTS {_q_ident(table)} CASCADE")
+    finally:
+        con.close()
+        _remove_work_db(path)
+
+
+def _remove_work_db(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        p.unlink(missing_ok=True)
+
+
+def _q_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _peak_rss_mb() -> float:
@@ -405,7 +448,7 @@ def _run_batch(
     tick = time.perf_counter()
 
     # ---- 3b. rules that look beyond the row (few rows: stops, corrections) ------------------------
-    _apply_helper_rules(con, log_files, reasons_sql)
+    _apply_helper_rules(con, log_files, suites, reasons_sql)
     timings["helper_rules"] = time.perf_counter() - tick
     tick = time.perf_counter()
 
@@ -774,11 +817,22 @@ def _log_relation(log_files: list[Path], columns: str) -> str:
     return f"(SELECT {columns} FROM read_parquet({files}))"
 
 
+# columns the clinical rules read that are filled in after the rows are checked (quality/rules.yaml)
+_HELPER_COLUMNS = ("_first_drug_event_at", "_target_patient_id")
+
+
 def _apply_helper_rules(
-    con: duckdb.DuckDBPyConnection, log_files: list[Path], reasons_sql: str
+    con: duckdb.DuckDBPyConnection, log_files: list[Path], suites: list[Any], reasons_sql: str
 ) -> None:
     """Fill the helper columns the clinical rules need (quality/rules.yaml) for the few rows
-    concerned (stops, corrections), from this batch and the log, and re-check those rows."""
+    concerned (stops, corrections), from this batch and the log, and re-check those rows.
+
+    Only the checks that read a helper column are redone (``runner.recheck_expr``: a few
+    columns of the rows concerned, where the whole row meant scanning every column of the
+    batch), and only rows whose reasons change get a fix. A row left out has the same verdict
+    on every check with its helper values as without them (its reasons, which name each
+    failing check, are the same), so ``staged`` with NULL helpers validates the same in
+    great-expectations, and every later scan joins a smaller ``row_fixes``."""
     stops = (
         "SELECT DISTINCT patient_id, drug FROM checked "
         "WHERE event_type = 'stopped' AND drug IS NOT NULL"
@@ -826,13 +880,15 @@ def _apply_helper_rules(
           AND (fe.first_at IS NOT NULL OR tg.target_patient_id IS NOT NULL)
     """)
     if con.execute("SELECT count(*) FROM helper_values").fetchone()[0]:
-        # the rows concerned with their helper values, re-checked
+        # the rows concerned with their helper values, re-checked; only changes are kept
+        recheck = runner.recheck_expr(suites, _HELPER_COLUMNS) or reasons_sql
         _fix_rows(
             con,
-            f"""FROM (SELECT *, {reasons_sql} AS new_reasons
+            f"""FROM (SELECT *, {recheck} AS new_reasons
                       FROM (SELECT s.* REPLACE (h.first_at AS _first_drug_event_at,
                                                 h.target_patient_id AS _target_patient_id)
-                            FROM staged s JOIN helper_values h USING (_file_idx, _row))) c""",
+                            FROM staged s JOIN helper_values h USING (_file_idx, _row))) c
+                WHERE c.new_reasons <> c.reasons""",
             reasons="c.new_reasons",
             outcome="CASE WHEN len(c.new_reasons) > 0 THEN 'quarantined' ELSE 'accepted' END",
         )
