@@ -82,11 +82,14 @@ def test_crash_between_writes_leaves_no_batch_and_retry_succeeds(
     p = _txh(["ingest", str(big_input)], _env(wh, TXH_FAULT_AT=point))
     assert p.wait(timeout=120) == 99
     assert check_log_intact(wh) == 0 and not Warehouse(wh).committed_manifests()
+    # the killed ingest left its scratch database (the batch's working tables) behind
+    assert list((wh / "tmp").glob("ingest-*.duckdb"))
     p = _txh(["ingest", str(big_input)], _env(wh))
     assert p.wait(timeout=120) == 0, p.stderr.read().decode()[-2000:]
     assert check_log_intact(wh) == 59_999
     leftovers = [x for x in (wh / "log" / "events").iterdir() if x.name.startswith(".tmp")]
     assert not leftovers
+    assert not list((wh / "tmp").glob("ingest-*.duckdb*")), "the retry removes scratch files"
 
 
 def test_crash_after_manifest_keeps_the_batch(tmp_path: Path, big_input: Path) -> None:
