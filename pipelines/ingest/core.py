@@ -250,13 +250,13 @@ def _ingest_locked(
 
     work_db = wh.tmp_dir / f"ingest-{batch_id:06d}.duckdb"
     con = _open_work_db(cfg, wh, work_db)
-    # The log must come out byte-identical from the same inputs, and it is written in insertion
-    # order. DuckDB plans an IN list of five or more constants (the quality checks' domains) as a
-    # join, and a join makes it fall back from its order-preserving insert: rows of a
-    # multi-million-row batch then landed in a different order on each run. Without that
-    # rewrite IN lists are evaluated in place (no slower on these short lists).
-    con.execute("SET disabled_optimizers = 'in_clause'")
     try:
+        # The log must come out byte-identical from the same inputs, and it is written in
+        # insertion order. DuckDB plans an IN list of five or more constants (the quality
+        # checks' domains) as a join, and a join makes it fall back from its order-preserving
+        # insert: rows of a multi-million-row batch then landed in a different order on each
+        # run. Without that rewrite IN lists are evaluated in place (no slower on these lists).
+        con.execute("SET disabled_optimizers = 'in_clause'")
         result = _run_batch(
             con,
             wh,
@@ -297,37 +297,37 @@ def _open_work_db(cfg: Config, wh: Warehouse, path: Path) -> duckdb.DuckDBPyConn
     database file the large inserts are written compressed as they happen (330 MB at 10M
     events) and the passes read that. The file is scratch: deleted after the batch, and a run
     killed mid-batch leaves it for the next ingest's sweep of the tmp directory. Nothing is
-    ever checkpointed: a checkpoint would compress and write the whole batch again (7-8 s at
-    10M events), so the WAL threshold is out of reach and the tables are dropped before the
-    connection closes (see ``_discard_work_db``)."""
+    ever checkpointed, neither when the WAL grows nor on close: a checkpoint would compress and
+    write the whole batch again (7-8 s on close at 10M events)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_work_db(path)
     con = connect(cfg, database=path, wh=wh, memory_limit=cfg.ingest.memory_limit)
-    con.execute("SET checkpoint_threshold = '1TB'")
+    try:
+        con.execute("SET checkpoint_threshold = '1TB'")
+        con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    except BaseException:
+        _discard_work_db(con, path)
+        raise
     return con
 
 
 def _discard_work_db(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Close the working database without the checkpoint DuckDB runs on close (it would write
-    every table out; with the tables dropped there is nothing to write), then delete it."""
+    """Close the working database and delete it. Best effort: this runs after the batch
+    committed, or while its error propagates, and neither may be replaced by a failure here (a
+    file left behind goes with the next sweep of the tmp directory)."""
     try:
-        for (table,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() "
-            "WHERE database_name = current_database() AND NOT temporary"
-        ).fetchall():
-            con.execute(f"DROP TABLE IF EXISTS {_q_ident(table)} CASCADE")
-    finally:
         con.close()
+    except duckdb.Error as e:
+        log.warning("ingest.work_db_close_failed", error=type(e).__name__)
+    try:
         _remove_work_db(path)
+    except OSError as e:
+        log.warning("ingest.work_db_remove_failed", error=type(e).__name__)
 
 
 def _remove_work_db(path: Path) -> None:
     for p in (path, path.with_name(path.name + ".wal")):
         p.unlink(missing_ok=True)
-
-
-def _q_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _peak_rss_mb() -> float:
