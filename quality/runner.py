@@ -71,14 +71,12 @@ def reasons_expr(suites: list[Suite]) -> str:
         key=lambda x: x[0],
     )
     detailed = [(s, c) for s in suites for c in s.checks if c.reason_codes_sql]
-    arms = ", ".join(f"CASE WHEN {cond} THEN '{code}' END" for code, cond in simple)
     # the list is built only for rows failing some check: almost every row passes them all,
     # and building and filtering a list of every check per row was most of this expression's
     # cost (2.2 s of CPU per 2M rows)
     any_failed = " OR ".join(f"({cond})" for _code, cond in simple)
     base = (
-        f"CASE WHEN {any_failed} THEN list_filter([{arms}], lambda x: x IS NOT NULL) "
-        "ELSE CAST([] AS VARCHAR[]) END"
+        f"CASE WHEN {any_failed} THEN {_failing_codes(simple)} ELSE CAST([] AS VARCHAR[]) END"
         if simple
         else "CAST([] AS VARCHAR[])"
     )
@@ -105,25 +103,26 @@ def recheck_expr(suites: list[Suite], columns: tuple[str, ...]) -> str | None:
     others: set[str] = set()
     for s in suites:
         for c in s.checks:
-            if pattern.search(_cond(s, c)) or (
-                c.reason_codes_sql and pattern.search(c.reason_codes_sql)
-            ):
-                if c.reason_codes_sql:
-                    return None
-                redo.append((c.reason_code, _cond(s, c)))
-            else:
+            cond = _cond(s, c)
+            if not pattern.search(cond + " " + (c.reason_codes_sql or "")):
                 others.add(c.reason_code)
+            elif c.reason_codes_sql:
+                return None
+            else:
+                redo.append((c.reason_code, cond))
     if not redo:
         return "reasons"
     codes = sorted({code for code, _ in redo})
     if others & set(codes) or any(code.startswith("unparseable_") for code in codes):
         return None
     kept = "list_filter(reasons, lambda x: x NOT IN (" + ", ".join(f"'{c}'" for c in codes) + "))"
-    arms = ", ".join(f"CASE WHEN {cond} THEN '{code}' END" for code, cond in sorted(redo))
-    return (
-        f"list_sort(list_distinct(list_concat({kept}, "
-        f"list_filter([{arms}], lambda x: x IS NOT NULL))))"
-    )
+    return f"list_sort(list_distinct(list_concat({kept}, {_failing_codes(sorted(redo))})))"
+
+
+def _failing_codes(checks: list[tuple[str, str]]) -> str:
+    """SQL for the codes of the (code, condition) checks that fail on a row, in list order."""
+    arms = ", ".join(f"CASE WHEN {cond} THEN '{code}' END" for code, cond in checks)
+    return f"list_filter([{arms}], lambda x: x IS NOT NULL)"
 
 
 def apply_checks(

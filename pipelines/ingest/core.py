@@ -51,7 +51,7 @@ from pipelines.warehouse import (
     one_thread_each,
 )
 from quality import runner
-from quality.suites import build_suites
+from quality.suites import Suite, build_suites
 from schemas.contract import Contract, load_contract
 
 log = get_logger("txh.ingest")
@@ -448,7 +448,7 @@ def _run_batch(
     tick = time.perf_counter()
 
     # ---- 3b. rules that look beyond the row (few rows: stops, corrections) ------------------------
-    _apply_helper_rules(con, log_files, suites, reasons_sql)
+    _apply_helper_rules(con, log_files, suites)
     timings["helper_rules"] = time.perf_counter() - tick
     tick = time.perf_counter()
 
@@ -620,8 +620,10 @@ def _run_batch(
     )
 
 
+# columns the clinical rules read that are filled in after the rows are checked (quality/rules.yaml)
+_HELPER_COLUMNS = ("_first_drug_event_at", "_target_patient_id")
 # the columns of checked_rows that later steps change, for the few rows concerned
-_FIX_COLUMNS = ("_first_drug_event_at", "_target_patient_id", "reasons", "outcome", "other_version")
+_FIX_COLUMNS = (*_HELPER_COLUMNS, "reasons", "outcome", "other_version")
 
 
 def _create_checked_view(con: duckdb.DuckDBPyConnection) -> None:
@@ -817,12 +819,8 @@ def _log_relation(log_files: list[Path], columns: str) -> str:
     return f"(SELECT {columns} FROM read_parquet({files}))"
 
 
-# columns the clinical rules read that are filled in after the rows are checked (quality/rules.yaml)
-_HELPER_COLUMNS = ("_first_drug_event_at", "_target_patient_id")
-
-
 def _apply_helper_rules(
-    con: duckdb.DuckDBPyConnection, log_files: list[Path], suites: list[Any], reasons_sql: str
+    con: duckdb.DuckDBPyConnection, log_files: list[Path], suites: list[Suite]
 ) -> None:
     """Fill the helper columns the clinical rules need (quality/rules.yaml) for the few rows
     concerned (stops, corrections), from this batch and the log, and re-check those rows.
@@ -881,7 +879,7 @@ def _apply_helper_rules(
     """)
     if con.execute("SELECT count(*) FROM helper_values").fetchone()[0]:
         # the rows concerned with their helper values, re-checked; only changes are kept
-        recheck = runner.recheck_expr(suites, _HELPER_COLUMNS) or reasons_sql
+        recheck = runner.recheck_expr(suites, _HELPER_COLUMNS) or runner.reasons_expr(suites)
         _fix_rows(
             con,
             f"""FROM (SELECT *, {recheck} AS new_reasons
