@@ -24,6 +24,7 @@ import pytest
 
 from pipelines.build.runner import build, read_current
 from pipelines.ingest import ingest
+from pipelines.report.source import open_build, published_build
 from pipelines.warehouse import Warehouse
 from tests.conftest import REPO, make_cfg
 from tests.event_factory import random_batches
@@ -49,29 +50,90 @@ def batches(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return random_batches(tmp_path_factory.mktemp("gen"), n_patients=60, n_batches=8, seed=11)
 
 
-def test_incremental_equals_full_rebuild(tmp_path: Path, batches: list[Path]) -> None:
-    # every build after the first incremental, however many patients a batch touches
+def _build_after_every_batch(cfg, batches: list[Path]) -> list[dict]:
+    """Ingest and build after every batch (incremental after the first): the manifests."""
+    t0 = datetime(2025, 1, 1)
+    manifests = []
+    for i, f in enumerate(batches):
+        ingest([f], cfg, ingest_time=t0 + timedelta(hours=i))
+        res = build(cfg, as_of=AS_OF)
+        manifests.append(json.loads((res.output_dir / "build.json").read_text()))
+    modes = [m["mode"] for m in manifests]
+    assert modes[0] == "full" and set(modes[1:]) <= {"incremental"}, modes
+    return manifests
+
+
+def test_incremental_compacted_equals_full_rebuild_byte_for_byte(
+    tmp_path: Path, batches: list[Path]
+) -> None:
+    # every build after the first incremental, however many patients a batch touches, and
+    # every incremental build rewrites its tables whole (no delta parts)
     inc = make_cfg(
         tmp_path / "inc",
         quality={"mostly": 0.0},
-        build={"incremental_max_affected_fraction": 1.0},
+        build={"incremental_max_affected_fraction": 1.0, "max_delta_parts": 0},
     )
     full = make_cfg(tmp_path / "full", quality={"mostly": 0.0})
-    t0 = datetime(2025, 1, 1)
-    modes = []
-    for i, f in enumerate(batches):  # build after every batch: incremental after the first
-        ingest([f], inc, ingest_time=t0 + timedelta(hours=i))
-        modes.append(build(inc, as_of=AS_OF).mode)
-    assert modes[0] == "full" and set(modes[1:]) <= {"incremental", "unchanged"}
-    assert "incremental" in modes
-    ingest_all(full, batches, t0)
+    manifests = _build_after_every_batch(inc, batches)
+    assert all(m.get("compacted") and "deltas" not in m for m in manifests[1:])
+    ingest_all(full, batches, datetime(2025, 1, 1))
     res_full = build(full, as_of=AS_OF, full=True)
-    inc_dir = (
-        Warehouse(tmp_path / "inc").builds_dir
-        / read_current(Warehouse(tmp_path / "inc"))["build_id"]
-    )
+    inc_dir = Warehouse(tmp_path / "inc").builds_dir / manifests[-1]["build_id"]
     assert digests(inc_dir) == digests(res_full.output_dir)
     assert len(digests(inc_dir)) >= 1
+
+
+def _rows(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple]:
+    return con.execute(f"SELECT * FROM {relation} ORDER BY ALL").fetchall()
+
+
+def test_incremental_delta_parts_equal_full_rebuild(tmp_path: Path, batches: list[Path]) -> None:
+    """Incremental builds add delta parts (only the recomputed patients' rows) and compact past
+    build.max_delta_parts; what readers see (the published views, the reports' build views,
+    the status snapshot) equals a full rebuild, though older builds were pruned."""
+    inc = make_cfg(
+        tmp_path / "inc",
+        quality={"mostly": 0.0},
+        build={"incremental_max_affected_fraction": 1.0, "max_delta_parts": 4, "keep_builds": 1},
+    )
+    full = make_cfg(tmp_path / "full", quality={"mostly": 0.0})
+    manifests = _build_after_every_batch(inc, batches)
+    n_parts = [max(map(len, m.get("deltas", {}).values()), default=0) for m in manifests]
+    assert n_parts == [0, 1, 2, 3, 4, 0, 1, 2]  # the 6th build compacts
+    assert manifests[5]["compacted"] and not any(m.get("compacted") for m in manifests[1:5])
+    last = manifests[-1]
+    inc_dir = Warehouse(tmp_path / "inc").builds_dir / last["build_id"]
+    assert len(list(Warehouse(tmp_path / "inc").builds_dir.iterdir())) == 1  # pruned
+    # a delta holds only recomputed patients; recomputed_patients names the last build of each
+    con = duckdb.connect()
+    rec = dict(
+        con.execute(
+            f"SELECT * FROM read_parquet('{inc_dir / 'recomputed_patients.parquet'}')"
+        ).fetchall()
+    )
+    assert set(rec.values()) == {int(m["build_id"]) for m in manifests[-2:]}
+    ingest_all(full, batches, datetime(2025, 1, 1))
+    res_full = build(full, as_of=AS_OF, full=True)
+    published = duckdb.connect(str(Warehouse(tmp_path / "inc").duckdb_path), read_only=True)
+    reports = open_build(inc, published_build(Warehouse(tmp_path / "inc")))
+    try:
+        for name in last["tables"]:
+            want = _rows(con, f"read_parquet('{res_full.output_dir / (name + '.parquet')}')")
+            assert _rows(published, name) == want, name
+            assert _rows(reports, name) == want, name
+        for name, parts in last["deltas"].items():
+            delta = inc_dir / parts[-1]
+            pats = con.execute(
+                f"SELECT DISTINCT patient_id FROM read_parquet('{delta}')"
+            ).fetchall()
+            assert {p for (p,) in pats} <= set(rec), name
+        snap = Warehouse(tmp_path / "inc").root / "status_history" / "refractory_status"
+        snap_full = Warehouse(tmp_path / "full").root / "status_history" / "refractory_status"
+        (a,), (b,) = list(snap.glob("*.parquet")), list(snap_full.glob("*.parquet"))
+        assert _rows(con, f"read_parquet('{a}')") == _rows(con, f"read_parquet('{b}')")
+    finally:
+        published.close()
+        reports.close()
 
 
 def test_many_affected_patients_rebuild_in_full(tmp_path: Path, batches: list[Path]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from pipelines.build import layout
 from pipelines.build.models import Model
 from pipelines.config import Config
 from pipelines.warehouse import (
@@ -61,9 +62,10 @@ def write_duckdb(
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
     try:
+        manifest = layout.read_manifest(build_dir)
         for m in models:
-            pq = build_dir / f"{m.name}.parquet"
-            con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet({_q(str(pq))})")
+            rel = layout.table_relation(build_dir, m.name, manifest)
+            con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM {rel}")
             con.execute(
                 f"COMMENT ON VIEW {m.name} IS {_comment(f'{m.description} Grain: {m.grain}.')}"
             )

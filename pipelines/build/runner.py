@@ -11,10 +11,12 @@ DuckDB variables (``getvariable('persistence_window_days')``), plus ``as_of`` (T
 Full build: every model over every visible event. Incremental build (the default when the
 previous published build is compatible: same evaluation date, parameters, transforms and
 reference data): only the patients whose visible events changed are recomputed, through the
-same SQL with ``log_events`` restricted to them; their rows replace theirs in the previous
-Parquet, and cohort-level models are recomputed from the merged tables. Both paths write every
-table sorted by its total order, so incremental output is byte-identical to a full rebuild
-(tests/test_build_incremental.py).
+same SQL with ``log_events`` restricted to them. Their rows are written as a delta part of each
+per-patient table, beside the previous build's parts (hard links); past ``build.max_delta_parts``
+the build compacts instead: their rows replace theirs in the previous tables, rewritten whole.
+Cohort-level models are recomputed from the resulting tables. Every file is sorted by its
+table's total order, so a compacted incremental build is byte-identical to a full rebuild, and
+one with delta parts reads the same rows (layout.py; tests/test_build_event_sourcing.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.build import reference
+from pipelines.build import layout, reference
 from pipelines.build.models import TRANSFORMS_DIR, Model, code_hash, load_models
 from pipelines.config import Config, ConfigError
 from pipelines.logs import get_logger
@@ -240,12 +242,21 @@ def previous_snapshot(wh: Warehouse, name: str, as_of: datetime) -> Path | None:
 
 
 def save_snapshots(wh: Warehouse, models: list[Model], build_dir: Path, as_of: datetime) -> None:
-    """Keep the snapshotted tables of this build by as-of date (later builds compare to them)."""
+    """Keep the snapshotted tables of this build by as-of date (later builds compare to them):
+    a copy of the table's file, or its parts written as one file in the table's order."""
+    manifest = layout.read_manifest(build_dir)
+    by_name = {m.name: m for m in models}
     for name in sorted({m.previous_snapshot_of for m in models if m.previous_snapshot_of}):
         d = wh.root / "status_history" / name
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".tmp-{as_of.date().isoformat()}.parquet"
-        shutil.copyfile(build_dir / f"{name}.parquet", tmp)
+        if layout.has_deltas(manifest, name):
+            with duckdb.connect() as con:
+                write_parquet(
+                    con, by_name[name], tmp, source=layout.table_relation(build_dir, name, manifest)
+                )
+        else:
+            shutil.copyfile(build_dir / f"{name}.parquet", tmp)
         os.replace(tmp, d / f"as_of_date={as_of.date().isoformat()}.parquet")
 
 
@@ -451,6 +462,7 @@ def _build_locked(
             as_of=as_of.isoformat(),
             affected_patients=affected_n,
         )
+        layout_info: dict[str, Any] = {}
         if mode == "full":
             create_log_view(con, fbv)
             steps = run_models(
@@ -464,7 +476,9 @@ def _build_locked(
             )
         else:
             assert prev is not None
-            steps = _incremental(con, wh, models, fbv, prev, tmp_dir, progress, as_of)
+            steps, layout_info = _incremental(
+                con, cfg, wh, models, fbv, prev, tmp_dir, build_id, progress, as_of
+            )
         timings = {"models_and_write": time.perf_counter() - t0}
         manifest = {
             "build_id": build_id,
@@ -479,6 +493,7 @@ def _build_locked(
             "parameters": params_dict(cfg),
             "memory_limit": resolve_memory_limit(cfg.engine.memory_limit),
             "tables": {m.name: f"{m.name}.parquet" for m in models},
+            **layout_info,
             "steps": [asdict(s) for s in steps],
             "built_at": _utcnow().isoformat(sep=" "),
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
@@ -585,15 +600,22 @@ def _affected_patients(
 
 def _incremental(
     con: duckdb.DuckDBPyConnection,
+    cfg: Config,
     wh: Warehouse,
     models: list[Model],
     fbv: dict[int, list[Path]],
     prev: dict[str, Any],
     out_dir: Path,
+    build_id: str,
     progress: Progress,
     as_of: datetime,
-) -> list[StepStats]:
+) -> tuple[list[StepStats], dict[str, Any]]:
+    """Recompute the affected patients, then either add their rows as a delta part of each
+    per-patient table or, past ``build.max_delta_parts``, compact: rewrite every table whole
+    (see layout.py). Returns the steps and the manifest's layout keys (``deltas``,
+    ``recomputed``; none after compaction)."""
     prev_dir = wh.builds_dir / prev["build_id"]
+    prev_manifest = layout.read_manifest(prev_dir)
     create_log_view(con, fbv, patient_filter="affected")
     per_patient = [m for m in models if m.per_patient]
     cohort = [m for m in models if not m.per_patient]
@@ -609,20 +631,57 @@ def _incremental(
         for a in s.attrition:
             a["scope"] = "recomputed patients only"
     by_name = {s.name: s for s in steps}
-    for m in per_patient:
-        old = _q(str(prev_dir / f"{m.name}.parquet"))
-        con.execute(f"""
-            CREATE OR REPLACE TABLE merged_{m.name} AS
-            SELECT * FROM read_parquet({old}) WHERE patient_id NOT IN (SELECT patient_id FROM affected)
-            UNION ALL BY NAME SELECT * FROM {m.name}
-        """)
-        con.execute(f"DROP TABLE {m.name}")
-        # written from a table, as in a full build: DuckDB's Parquet dictionaries of list columns
-        # follow the chunking of the input, and a streamed union chunks differently (the bytes
-        # would differ from a full rebuild's though the rows are equal)
-        step = by_name[m.name]
-        write_and_swap(con, m, out_dir / f"{m.name}.parquet", step, source=f"merged_{m.name}")
-        step.rows, step.patients = table_stats(con, m.name, True)
+    n_deltas = max((len(v) for v in prev_manifest.get("deltas", {}).values()), default=0)
+    compact = n_deltas + 1 > cfg.build.max_delta_parts
+    info: dict[str, Any] = {"compacted": compact}
+    if compact:
+        for m in per_patient:
+            old = layout.table_relation(prev_dir, m.name, prev_manifest)
+            con.execute(f"""
+                CREATE OR REPLACE TABLE merged_{m.name} AS
+                SELECT * FROM {old} WHERE patient_id NOT IN (SELECT patient_id FROM affected)
+                UNION ALL BY NAME SELECT * FROM {m.name}
+            """)
+            con.execute(f"DROP TABLE {m.name}")
+            # written from a table, as in a full build: DuckDB's Parquet dictionaries of list
+            # columns follow the chunking of the input, and a streamed union chunks differently
+            # (the bytes would differ from a full rebuild's though the rows are equal)
+            step = by_name[m.name]
+            write_and_swap(con, m, out_dir / f"{m.name}.parquet", step, source=f"merged_{m.name}")
+            step.rows, step.patients = table_stats(con, m.name, True)
+    else:
+        # the last build that recomputed each patient: the previous record, this build's
+        # affected patients now pointing here
+        gen = int(build_id)
+        prev_rec = (
+            f"SELECT patient_id, build_id FROM read_parquet("
+            f"{_q(str(prev_dir / prev_manifest['recomputed']))}) "
+            "WHERE patient_id NOT IN (SELECT patient_id FROM affected) UNION ALL "
+            if prev_manifest.get("recomputed")
+            else ""
+        )
+        con.execute(
+            f"COPY (SELECT * FROM ({prev_rec}SELECT patient_id, CAST({gen} AS INTEGER) AS build_id "
+            f"FROM affected) ORDER BY patient_id) TO {_q(str(out_dir / layout.RECOMPUTED))} "
+            "(FORMAT parquet, COMPRESSION zstd)"
+        )
+        info["recomputed"] = layout.RECOMPUTED
+        info["deltas"] = {}
+        for m in per_patient:
+            base, *old_deltas = layout.table_files(prev_dir, m.name, prev_manifest)
+            for f in (base, *old_deltas):
+                layout.link_or_copy(f, out_dir / f.name)
+            delta = layout.delta_file(m.name, build_id)
+            step = by_name[m.name]
+            tw = time.perf_counter()
+            write_parquet(con, m, out_dir / delta)
+            step.write_seconds = round(time.perf_counter() - tw, 3)
+            con.execute(f"DROP TABLE {m.name}")
+            info["deltas"][m.name] = [*(f.name for f in old_deltas), delta]
+            manifest = {"tables": {m.name: base.name}, **info}
+            rel = layout.table_relation(out_dir, m.name, manifest)
+            con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM {rel}")
+            step.rows, step.patients = table_stats(con, m.name, True)
     create_log_view(con, fbv)  # cohort models see the whole log
     cohort_steps = run_models(
         con,
@@ -630,7 +689,7 @@ def _incremental(
         progress,
         after=lambda m, step: write_and_swap(con, m, out_dir / f"{m.name}.parquet", step),
     )
-    return steps + cohort_steps
+    return steps + cohort_steps, info
 
 
 def render_dry_run(cfg: Config, as_of: datetime, out_dir: Path) -> list[Path]:

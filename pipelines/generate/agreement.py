@@ -25,6 +25,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.build.layout import table_relation
+
 
 @dataclass
 class Agreement:
@@ -49,7 +51,7 @@ class Agreement:
 
 def _build_dir(path: Path) -> Path:
     """A build directory, or the current build of a warehouse."""
-    if (path / "refractory_status.parquet").exists():
+    if (path / "build.json").exists() or (path / "refractory_status.parquet").exists():
         return path
     from pipelines.build.runner import read_current
     from pipelines.warehouse import Warehouse
@@ -66,8 +68,8 @@ def compare(build: Path, truth: Path) -> Agreement:
     t = Path(truth)
     con = duckdb.connect()
     con.execute(f"""
-        CREATE VIEW status AS SELECT * FROM read_parquet('{b / "refractory_status.parquet"}');
-        CREATE VIEW outcomes AS SELECT * FROM read_parquet('{b / "trial_outcomes.parquet"}');
+        CREATE VIEW status AS SELECT * FROM {table_relation(b, "refractory_status")};
+        CREATE VIEW outcomes AS SELECT * FROM {table_relation(b, "trial_outcomes")};
         CREATE VIEW truth_p AS SELECT * FROM read_csv('{t / "patients.csv"}', all_varchar = true);
         CREATE VIEW truth_t AS SELECT * FROM read_csv('{t / "trials.csv"}', all_varchar = true);
         CREATE TABLE pat AS

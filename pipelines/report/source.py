@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.build import layout
 from pipelines.config import Config, ConfigError
 from pipelines.logs import get_logger
 from pipelines.warehouse import Warehouse, connect
@@ -64,12 +65,6 @@ class BuildRef:
     def as_of_date(self) -> date:
         return self.as_of.date()
 
-    def table_path(self, name: str) -> Path:
-        return self.build_dir / f"{name}.parquet"
-
-    def has(self, name: str) -> bool:
-        return self.table_path(name).exists()
-
 
 def published_build(wh: Warehouse) -> BuildRef | None:
     if not wh.current_pointer.exists():
@@ -110,8 +105,10 @@ def resolve_build(cfg: Config, as_of: datetime | None = None) -> BuildRef:
 def open_build(cfg: Config, ref: BuildRef) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per Parquet table of the build."""
     con = connect(cfg, wh=Warehouse.from_config(cfg))
-    for pq in sorted(ref.build_dir.glob("*.parquet")):
-        con.execute(f"CREATE VIEW {pq.stem} AS SELECT * FROM read_parquet({sql_str(str(pq))})")
+    manifest = layout.read_manifest(ref.build_dir)
+    for name in layout.table_names(ref.build_dir, manifest):
+        rel = layout.table_relation(ref.build_dir, name, manifest)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {rel}")
     return con
 
 

@@ -1,0 +1,96 @@
+"""How a build's tables are laid out on disk, and the one way to read them.
+
+A full build writes every table as one Parquet file, ``<table>.parquet``, sorted by its total
+order. An incremental build recomputes only the affected patients. It either rewrites each
+per-patient table whole (compaction: the previous rows of the other patients merged with the new
+rows, byte-identical to a full rebuild) or, cheaper, writes only the recomputed patients' rows as
+a delta part beside the unchanged previous parts:
+
+    <table>.parquet                    base part (build "generation" 0)
+    <table>.delta-000012.parquet       rows of the patients build 000012 recomputed
+    recomputed_patients.parquet        patient_id, build_id: the last build that recomputed them
+
+A patient's rows are those of the part written by the last build that recomputed it (the base if
+none did), so a table is the base minus every recomputed patient, plus each delta's rows of the
+patients whose last recomputation it holds. Parts are hard links of the previous build's files:
+a build directory is complete on its own, and pruning old builds never breaks a newer one.
+
+``build.json`` lists the parts: ``tables`` (name -> base file, as for a full build), ``deltas``
+(name -> delta files, oldest first) and ``recomputed``. Everything that reads a build's tables
+(the warehouse views, the reports, the status snapshots, the next incremental build) goes
+through :func:`table_relation`, never through a file name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+RECOMPUTED = "recomputed_patients.parquet"
+
+
+def _q(s: str) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def delta_file(table: str, build_id: str) -> str:
+    return f"{table}.delta-{build_id}.parquet"
+
+
+def delta_build_id(file: str) -> int:
+    """The build id of a delta part's file name (``<table>.delta-000012.parquet`` -> 12)."""
+    return int(file.rsplit(".delta-", 1)[1].split(".", 1)[0])
+
+
+def read_manifest(build_dir: Path) -> dict[str, Any]:
+    p = build_dir / "build.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def table_names(build_dir: Path, manifest: dict[str, Any] | None = None) -> list[str]:
+    """The build's tables: those its manifest lists, else every ``<name>.parquet`` present."""
+    m = read_manifest(build_dir) if manifest is None else manifest
+    if "tables" in m:
+        return [n for n, f in m["tables"].items() if (build_dir / f).exists()]
+    return sorted(p.stem for p in build_dir.glob("*.parquet") if "." not in p.stem)
+
+
+def has_deltas(manifest: dict[str, Any], table: str) -> bool:
+    return bool(manifest.get("deltas", {}).get(table))
+
+
+def table_files(build_dir: Path, table: str, manifest: dict[str, Any] | None = None) -> list[Path]:
+    """Every file the table reads: its base part, then its delta parts (oldest first)."""
+    m = read_manifest(build_dir) if manifest is None else manifest
+    base = m.get("tables", {}).get(table, f"{table}.parquet")
+    return [build_dir / base, *(build_dir / f for f in m.get("deltas", {}).get(table, []))]
+
+
+def table_relation(build_dir: Path, table: str, manifest: dict[str, Any] | None = None) -> str:
+    """A parenthesised SQL relation holding the table's current rows (for ``SELECT * FROM``)."""
+    m = read_manifest(build_dir) if manifest is None else manifest
+    base, *deltas = table_files(build_dir, table, m)
+    if not deltas:
+        return f"(SELECT * FROM read_parquet({_q(str(base))}))"
+    rec = _q(str(build_dir / m["recomputed"]))
+    arms = [
+        f"SELECT * FROM read_parquet({_q(str(base))}) "
+        f"WHERE patient_id NOT IN (SELECT patient_id FROM read_parquet({rec}))"
+    ]
+    for d in deltas:
+        arms.append(
+            f"SELECT * FROM read_parquet({_q(str(d))}) WHERE patient_id IN "
+            f"(SELECT patient_id FROM read_parquet({rec}) WHERE build_id = {delta_build_id(d.name)})"
+        )
+    return "(" + " UNION ALL BY NAME ".join(arms) + ")"
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (parts are immutable), or a copy where the file system has none."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
