@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.build.publish import prune_builds
 from pipelines.build.runner import build, read_current
 from pipelines.ingest import ingest
 from pipelines.report.source import open_build, published_build
@@ -88,31 +89,48 @@ def _rows(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple]:
 
 
 def test_incremental_delta_parts_equal_full_rebuild(tmp_path: Path, batches: list[Path]) -> None:
-    """Incremental builds add delta parts (only the recomputed patients' rows) and compact past
-    build.max_delta_parts; what readers see (the published views, the reports' build views,
-    the status snapshot) equals a full rebuild, though older builds were pruned."""
+    """Incremental builds add delta parts (only the recomputed patients' rows, beside hard links
+    of the previous parts) and compact past build.max_delta_parts, byte-identical to a full
+    rebuild; what readers see of a build with delta parts (the published views, the reports'
+    build views, the status snapshot) equals a full rebuild, also once older builds are pruned."""
     inc = make_cfg(
         tmp_path / "inc",
         quality={"mostly": 0.0},
-        build={"incremental_max_affected_fraction": 1.0, "max_delta_parts": 4, "keep_builds": 1},
+        build={"incremental_max_affected_fraction": 1.0, "max_delta_parts": 4, "keep_builds": 99},
     )
-    full = make_cfg(tmp_path / "full", quality={"mostly": 0.0})
     manifests = _build_after_every_batch(inc, batches)
     n_parts = [max(map(len, m.get("deltas", {}).values()), default=0) for m in manifests]
     assert n_parts == [0, 1, 2, 3, 4, 0, 1, 2]  # the 6th build compacts
     assert manifests[5]["compacted"] and not any(m.get("compacted") for m in manifests[1:5])
-    last = manifests[-1]
-    inc_dir = Warehouse(tmp_path / "inc").builds_dir / last["build_id"]
-    assert len(list(Warehouse(tmp_path / "inc").builds_dir.iterdir())) == 1  # pruned
-    # a delta holds only recomputed patients; recomputed_patients names the last build of each
-    con = duckdb.connect()
-    rec = dict(
-        con.execute(
-            f"SELECT * FROM read_parquet('{inc_dir / 'recomputed_patients.parquet'}')"
-        ).fetchall()
+    builds = Warehouse(tmp_path / "inc").builds_dir
+    t0 = datetime(2025, 1, 1)
+    # the compaction after four delta parts is byte-identical to a full rebuild of its log
+    full6 = make_cfg(tmp_path / "full6", quality={"mostly": 0.0})
+    ingest_all(full6, batches[:6], t0)
+    assert digests(builds / manifests[5]["build_id"]) == digests(
+        build(full6, as_of=AS_OF, full=True).output_dir
     )
+    last, before = manifests[-1], manifests[-2]
+    inc_dir = builds / last["build_id"]
+    for name, parts in before["deltas"].items():  # the previous parts are the same files
+        for f in (before["tables"][name], *parts):
+            a, b = (builds / before["build_id"] / f).stat(), (inc_dir / f).stat()
+            assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev), f
+    # each patient's latest part: its delta holds only the patients the build recomputed
+    con = duckdb.connect()
+    rec = dict(con.execute(f"SELECT * FROM '{inc_dir / 'recomputed_patients.parquet'}'").fetchall())
     assert set(rec.values()) == {int(m["build_id"]) for m in manifests[-2:]}
-    ingest_all(full, batches, datetime(2025, 1, 1))
+    latest = {p for p, b in rec.items() if b == int(last["build_id"])}
+    seen = set()
+    for name, parts in last["deltas"].items():
+        pats = con.execute(f"SELECT DISTINCT patient_id FROM '{inc_dir / parts[-1]}'").fetchall()
+        assert {p for (p,) in pats} <= latest, name
+        seen |= {p for (p,) in pats}
+    assert seen == latest
+    prune_builds(Warehouse(tmp_path / "inc"), 1, keep={last["build_id"]})
+    assert [p.name for p in builds.iterdir()] == [last["build_id"]]
+    full = make_cfg(tmp_path / "full", quality={"mostly": 0.0})
+    ingest_all(full, batches, t0)
     res_full = build(full, as_of=AS_OF, full=True)
     published = duckdb.connect(str(Warehouse(tmp_path / "inc").duckdb_path), read_only=True)
     reports = open_build(inc, published_build(Warehouse(tmp_path / "inc")))
@@ -121,12 +139,6 @@ def test_incremental_delta_parts_equal_full_rebuild(tmp_path: Path, batches: lis
             want = _rows(con, f"read_parquet('{res_full.output_dir / (name + '.parquet')}')")
             assert _rows(published, name) == want, name
             assert _rows(reports, name) == want, name
-        for name, parts in last["deltas"].items():
-            delta = inc_dir / parts[-1]
-            pats = con.execute(
-                f"SELECT DISTINCT patient_id FROM read_parquet('{delta}')"
-            ).fetchall()
-            assert {p for (p,) in pats} <= set(rec), name
         snap = Warehouse(tmp_path / "inc").root / "status_history" / "refractory_status"
         snap_full = Warehouse(tmp_path / "full").root / "status_history" / "refractory_status"
         (a,), (b,) = list(snap.glob("*.parquet")), list(snap_full.glob("*.parquet"))
@@ -134,6 +146,20 @@ def test_incremental_delta_parts_equal_full_rebuild(tmp_path: Path, batches: lis
     finally:
         published.close()
         reports.close()
+
+
+def test_a_build_of_another_layout_is_rebuilt_in_full(tmp_path: Path, batches: list[Path]) -> None:
+    """The version before delta parts reads only <table>.parquet: builds record their layout
+    in the fingerprint, so neither version extends the other's build incrementally."""
+    cfg = make_cfg(tmp_path / "wh", quality={"mostly": 0.0})
+    ingest_all(cfg, batches[:2], datetime(2025, 1, 1))
+    first = build(cfg, as_of=AS_OF)
+    manifest = json.loads((first.output_dir / "build.json").read_text())
+    del manifest["fingerprint"]["layout"]  # as the previous version wrote it
+    (first.output_dir / "build.json").write_text(json.dumps(manifest))
+    ingest([batches[2]], cfg, ingest_time=datetime(2025, 1, 2))
+    res = build(cfg, as_of=AS_OF)
+    assert res.mode == "full" and "layout" in res.reason
 
 
 def test_many_affected_patients_rebuild_in_full(tmp_path: Path, batches: list[Path]) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.build.layout import table_files
 from tests.conftest import REPO
 from tests.test_ingest_atomicity import _env
 
@@ -29,11 +30,11 @@ SAMPLE = REPO / "data" / "sample" / "deliveries"
 AS_OF = "2025-01-31"
 
 
-def _run(wh: Path, files: list[Path]) -> subprocess.Popen:
+def _run(wh: Path, files: list[Path], config: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "run", "--as-of", AS_OF, *map(str, files)],
         cwd=REPO,
-        env=_env(wh),
+        env=_env(wh, **({"TXH_CONFIG": str(config)} if config else {})),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -48,8 +49,11 @@ def published_state(wh: Path) -> dict[str, object]:
     build_id = json.loads((wh / "CURRENT").read_text())["build_id"]
     bdir = wh / "builds" / build_id
     manifest = json.loads((bdir / "build.json").read_text())
-    for table in manifest["tables"].values():
-        assert (bdir / table).exists(), f"build {build_id}: {table} missing"
+    for table in manifest["tables"]:  # every part of every table (layout.py)
+        for f in table_files(bdir, table, manifest):
+            assert f.exists(), f"build {build_id}: {f.name} missing"
+    if manifest.get("recomputed"):
+        assert (bdir / manifest["recomputed"]).exists()
     con = duckdb.connect(str(wh / "warehouse.duckdb"), read_only=True)
     try:
         status = con.execute(
@@ -87,11 +91,22 @@ def test_run_twice_without_new_input_changes_nothing(tmp_path: Path, deliveries)
     assert second["ingest"]["rows_read"] == 0 and second["build"]["mode"] == "unchanged"
 
 
+@pytest.mark.parametrize("build_mode", ["full", "delta"])
 def test_sigkill_at_random_moments_never_corrupts_published_outputs(
-    tmp_path: Path, deliveries
+    tmp_path: Path, deliveries, build_mode: str
 ) -> None:
+    """Killed runs rebuild in full (the later deliveries touch most of the sample's patients) or,
+    with build.incremental_max_affected_fraction = 1, build incrementally with delta parts."""
     wh = tmp_path / "wh"
-    assert _run(wh, deliveries[:3]).wait(timeout=300) == 0
+    cfg = None
+    if build_mode == "delta":
+        cfg = tmp_path / "cfg.yaml"
+        base = os.environ.get("TXH_CONFIG")
+        cfg.write_text(
+            (Path(base).read_text() if base else "")
+            + "\nbuild: {incremental_max_affected_fraction: 1.0}\n"
+        )
+    assert _run(wh, deliveries[:3], cfg).wait(timeout=300) == 0
     first = published_state(wh)
     # the time scale of a full run, measured on a separate warehouse
     ref = tmp_path / "ref"
@@ -102,18 +117,20 @@ def test_sigkill_at_random_moments_never_corrupts_published_outputs(
 
     rng = random.Random(5)
     for _ in range(6):
-        p = _run(wh, deliveries)
+        p = _run(wh, deliveries, cfg)
         time.sleep(rng.uniform(0.3, duration))
         if p.poll() is None:
             os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=60)
         state = published_state(wh)  # always a complete, readable publication...
         assert state["status"] in (first["status"], expected["status"])  # ...old or new
-    p = _run(wh, deliveries)  # the next run finishes the job
+    p = _run(wh, deliveries, cfg)  # the next run finishes the job
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
     final = published_state(wh)
     assert final["status"] == expected["status"] and final["events"] == expected["events"]
     assert not [x for x in (wh / "builds").iterdir() if x.name.startswith(".tmp")]
+    manifest = json.loads((wh / "builds" / final["build_id"] / "build.json").read_text())
+    assert bool(manifest.get("deltas")) == (build_mode == "delta"), manifest["mode_reason"]
 
 
 def test_readers_can_query_read_only_while_a_run_publishes(tmp_path: Path, deliveries) -> None:

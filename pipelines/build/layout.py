@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 RECOMPUTED = "recomputed_patients.parquet"
+LAYOUT_VERSION = 2  # 1: one file per table; 2: delta parts (part of the build's fingerprint)
 
 
 def _q(s: str) -> str:
@@ -89,8 +90,11 @@ def table_relation(build_dir: Path, table: str, manifest: dict[str, Any] | None 
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
-    """A hard link (parts are immutable), or a copy where the file system has none."""
+    """A hard link (parts are immutable), or a copy where the file system has none. Never onto
+    an existing file: that may be a link shared with a kept build."""
     try:
         os.link(src, dst)
+    except FileExistsError:
+        raise
     except OSError:
         shutil.copyfile(src, dst)

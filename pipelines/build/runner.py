@@ -420,6 +420,9 @@ def _build_locked(
             "code": code_hash(),
             "reference": reference.reference_hash(ref_files),
             "schema_version": load_contract().schema_version,
+            # how tables lie on disk (layout.py); a build of another layout is not extended
+            # incrementally (the version before delta parts would merge only the base part)
+            "layout": layout.LAYOUT_VERSION,
             "models": [m.name for m in models],
         }
         prev = read_current(wh)
