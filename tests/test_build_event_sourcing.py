@@ -1,7 +1,7 @@
 """Event-sourcing guarantees of the build, on generated data with many batches:
 
 - an incremental build (only new batches, only affected patients recomputed) equals a rebuild
-  from scratch, byte for byte;
+  from scratch: row for row with delta parts, byte for byte once compacted;
 - `--as-of` reproduces exactly what a build at that moment produced, after more data and
   corrections arrived;
 - the same log gives byte-identical Parquet;
