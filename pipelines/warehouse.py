@@ -57,6 +57,11 @@ def fault_point(name: str) -> None:
         os._exit(99)
 
 
+def sql_literal(s: object) -> str:
+    """A SQL string literal (single quotes doubled)."""
+    return "'" + str(s).replace("'", "''") + "'"
+
+
 @dataclass(frozen=True)
 class Warehouse:
     root: Path

@@ -29,12 +29,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pipelines.warehouse import sql_literal
+
 RECOMPUTED = "recomputed_patients.parquet"
 LAYOUT_VERSION = 2  # 1: one file per table; 2: delta parts (part of the build's fingerprint)
-
-
-def _q(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
 
 
 def delta_file(table: str, build_id: str) -> str:
@@ -75,15 +73,15 @@ def table_relation(build_dir: Path, table: str, manifest: dict[str, Any] | None 
     m = read_manifest(build_dir) if manifest is None else manifest
     base, *deltas = table_files(build_dir, table, m)
     if not deltas:
-        return f"(SELECT * FROM read_parquet({_q(str(base))}))"
-    rec = _q(str(build_dir / m["recomputed"]))
+        return f"(SELECT * FROM read_parquet({sql_literal(str(base))}))"
+    rec = sql_literal(str(build_dir / m["recomputed"]))
     arms = [
-        f"SELECT * FROM read_parquet({_q(str(base))}) "
+        f"SELECT * FROM read_parquet({sql_literal(str(base))}) "
         f"WHERE patient_id NOT IN (SELECT patient_id FROM read_parquet({rec}))"
     ]
     for d in deltas:
         arms.append(
-            f"SELECT * FROM read_parquet({_q(str(d))}) WHERE patient_id IN "
+            f"SELECT * FROM read_parquet({sql_literal(str(d))}) WHERE patient_id IN "
             f"(SELECT patient_id FROM read_parquet({rec}) WHERE build_id = {delta_build_id(d.name)})"
         )
     return "(" + " UNION ALL BY NAME ".join(arms) + ")"

@@ -26,6 +26,7 @@ from pipelines.warehouse import (
     atomic_write_json,
     fault_point,
     fsync_dir,
+    sql_literal,
 )
 
 STORAGE_COMPATIBILITY = "v1.5.0"
@@ -44,12 +45,8 @@ EXTRA_VIEWS: dict[str, tuple[str, str]] = {
 }
 
 
-def _q(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
 def _comment(s: str) -> str:
-    return _q(" ".join(s.split()))
+    return sql_literal(" ".join(s.split()))
 
 
 def write_duckdb(
@@ -75,7 +72,7 @@ def write_duckdb(
                     con.execute(f"COMMENT ON COLUMN {m.name}.{col} IS {_comment(doc)}")
         events = sorted(wh.events_dir.glob("batch=*/*.parquet"))
         if events:
-            files = "[" + ", ".join(_q(str(f)) for f in events) + "]"
+            files = "[" + ", ".join(sql_literal(str(f)) for f in events) + "]"
             con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({files})")
             con.execute(
                 "COMMENT ON VIEW events IS 'The append-only event log: every accepted "
@@ -90,7 +87,7 @@ def write_duckdb(
         for name, (doc, pattern) in EXTRA_VIEWS.items():
             files = sorted(wh.root.glob(pattern))
             if files:
-                lst = "[" + ", ".join(_q(str(f)) for f in files) + "]"
+                lst = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
                 con.execute(
                     f"CREATE VIEW {name} AS SELECT * FROM read_parquet({lst}, union_by_name=true)"
                 )
@@ -99,7 +96,7 @@ def write_duckdb(
         if runs:
             # read at query time: runs recorded after this publish appear too
             con.execute(
-                f"CREATE VIEW runs AS SELECT * FROM read_json({_q(str(wh.runs_dir / '*.json'))}, "
+                f"CREATE VIEW runs AS SELECT * FROM read_json({sql_literal(str(wh.runs_dir / '*.json'))}, "
                 "union_by_name=true, maximum_depth=2)"
             )
             con.execute(

@@ -46,6 +46,7 @@ from pipelines.warehouse import (
     connect,
     fault_point,
     resolve_memory_limit,
+    sql_literal,
 )
 from schemas.contract import load_contract
 from schemas.upcasters import upcast_sql
@@ -102,16 +103,12 @@ class BuildResult:
         }
 
 
-def _q(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
 def _sql_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
         return repr(v)
-    return _q(str(v))
+    return sql_literal(str(v))
 
 
 def params_dict(cfg: Config) -> dict[str, Any]:
@@ -129,8 +126,8 @@ def binding_statements(cfg: Config, as_of: datetime) -> list[str]:
     out = [f"-- {p.relative_to(TRANSFORMS_DIR)}\n{p.read_text()}" for p in macro_files()]
     out += [f"SET VARIABLE {k} = {_sql_value(v)};" for k, v in params_dict(cfg).items()]
     out += [
-        f"SET VARIABLE as_of = CAST({_q(as_of.isoformat(sep=' '))} AS TIMESTAMP);",
-        f"SET VARIABLE as_of_date = CAST({_q(as_of.date().isoformat())} AS DATE);",
+        f"SET VARIABLE as_of = CAST({sql_literal(as_of.isoformat(sep=' '))} AS TIMESTAMP);",
+        f"SET VARIABLE as_of_date = CAST({sql_literal(as_of.date().isoformat())} AS DATE);",
     ]
     return out
 
@@ -146,7 +143,11 @@ def log_relation(files_by_version: dict[int, list[Path]]) -> str:
     parts = []
     for version, files in sorted(files_by_version.items()):
         if files:
-            rel = "SELECT * FROM read_parquet([" + ", ".join(_q(str(f)) for f in files) + "])"
+            rel = (
+                "SELECT * FROM read_parquet(["
+                + ", ".join(sql_literal(str(f)) for f in files)
+                + "])"
+            )
             parts.append(upcast_sql(rel, version))
     if not parts:
         cols = ", ".join(
@@ -229,7 +230,7 @@ def provide_previous(
     )
     con.execute(
         f"CREATE OR REPLACE VIEW {target}_previous AS "
-        f"SELECT * FROM read_parquet({_q(str(snapshot))}){restrict}"
+        f"SELECT * FROM read_parquet({sql_literal(str(snapshot))}){restrict}"
     )
 
 
@@ -306,7 +307,7 @@ def write_parquet(
     order = ", ".join(model.order_by)
     src = source or model.name
     con.execute(
-        f"COPY (SELECT * FROM {src} ORDER BY {order}) TO {_q(str(path))} "
+        f"COPY (SELECT * FROM {src} ORDER BY {order}) TO {sql_literal(str(path))} "
         "(FORMAT parquet, COMPRESSION zstd)"
     )
 
@@ -317,17 +318,20 @@ def write_and_swap(
     path: Path,
     step: StepStats,
     source: str | None = None,
+    relation: str | None = None,
 ) -> None:
     """Write the model's table (or ``source``) to ``path`` as soon as it is computed, record the
-    write time, drop the in-memory table and leave a view of the model's name over the Parquet:
-    later models read it from disk, so DuckDB's memory holds only the table being built (at 10M
-    events, keeping every table in memory until the end made later steps spill: 392 s -> 213 s
-    with this and the memory limit at half the RAM)."""
+    write time, drop the in-memory table and leave a view of the model's name over the Parquet
+    (or over ``relation``, the table's parts when ``path`` is a delta part): later models read
+    it from disk, so DuckDB's memory holds only the table being built (at 10M events, keeping
+    every table in memory until the end made later steps spill: 392 s -> 213 s with this and
+    the memory limit at half the RAM)."""
     tw = time.perf_counter()
     write_parquet(con, model, path, source=source)
     step.write_seconds = round(time.perf_counter() - tw, 3)
     con.execute(f"DROP TABLE {source or model.name}")
-    con.execute(f"CREATE VIEW {model.name} AS SELECT * FROM read_parquet({_q(str(path))})")
+    rel = relation or f"read_parquet({sql_literal(str(path))})"
+    con.execute(f"CREATE VIEW {model.name} AS SELECT * FROM {rel}")
 
 
 def select_models(models: list[Model], skip: list[str] | tuple[str, ...]) -> list[Model]:
@@ -567,8 +571,8 @@ def _affected_patients(
 ) -> tuple[int, int]:
     """Patients whose set of visible events differs between the previous build and now (table
     ``affected``), and the patients with a visible event now."""
-    prev_as_of = _q(prev["as_of"])
-    now = _q(as_of.isoformat(sep=" "))
+    prev_as_of = sql_literal(prev["as_of"])
+    now = sql_literal(as_of.isoformat(sep=" "))
     # one row per patient (not per event): did any of its events change visibility, is any
     # visible now
     con.execute(f"""
@@ -658,14 +662,14 @@ def _incremental(
         gen = int(build_id)
         prev_rec = (
             f"SELECT patient_id, build_id FROM read_parquet("
-            f"{_q(str(prev_dir / prev_manifest['recomputed']))}) "
+            f"{sql_literal(str(prev_dir / prev_manifest['recomputed']))}) "
             "WHERE patient_id NOT IN (SELECT patient_id FROM affected) UNION ALL "
             if prev_manifest.get("recomputed")
             else ""
         )
         con.execute(
             f"COPY (SELECT * FROM ({prev_rec}SELECT patient_id, CAST({gen} AS INTEGER) AS build_id "
-            f"FROM affected) ORDER BY patient_id) TO {_q(str(out_dir / layout.RECOMPUTED))} "
+            f"FROM affected) ORDER BY patient_id) TO {sql_literal(str(out_dir / layout.RECOMPUTED))} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
         info["recomputed"] = layout.RECOMPUTED
@@ -675,15 +679,10 @@ def _incremental(
             for f in (base, *old_deltas):
                 layout.link_or_copy(f, out_dir / f.name)
             delta = layout.delta_file(m.name, build_id)
-            step = by_name[m.name]
-            tw = time.perf_counter()
-            write_parquet(con, m, out_dir / delta)
-            step.write_seconds = round(time.perf_counter() - tw, 3)
-            con.execute(f"DROP TABLE {m.name}")
             info["deltas"][m.name] = [*(f.name for f in old_deltas), delta]
-            manifest = {"tables": {m.name: base.name}, **info}
-            rel = layout.table_relation(out_dir, m.name, manifest)
-            con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM {rel}")
+            rel = layout.table_relation(out_dir, m.name, {"tables": {m.name: base.name}, **info})
+            step = by_name[m.name]
+            write_and_swap(con, m, out_dir / delta, step, relation=rel)
             step.rows, step.patients = table_stats(con, m.name, True)
     create_log_view(con, fbv)  # cohort models see the whole log
     cohort_steps = run_models(
