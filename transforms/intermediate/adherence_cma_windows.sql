@@ -22,27 +22,32 @@
 -- window) and where it would divide by zero (AdhereR: NaN / Inf).
 -- Carry-over (CMA5..CMA9) uses the closed form of adherence_episode_spans (Lindley's recursion
 -- in drug-amount units), with cma_carry_only_for_same_medication / cma_consider_dosage_change.
--- CMA7/CMA8 need, per window, the dispensings inside it and the last one before it (an ASOF
--- join), never a per-day expansion. Sums of fractional days are exact (DECIMAL(38,9), 1e-9 day)
--- so the result does not depend on thread scheduling (incremental builds equal full rebuilds)
--- without the cost of ordered aggregates (CMA9's weighted terms too: an ordered sum over the
--- window's rows cost half of this table's time at 10M events).
+-- CMA7/CMA8 need, per window, the dispensings inside it and the last one before it, never a
+-- per-day expansion. Sums of fractional days are exact (DECIMAL(38,9), 1e-9 day) so the result
+-- does not depend on thread scheduling (incremental builds equal full rebuilds) without the
+-- cost of ordered aggregates.
 -- Evaluation: groups, follow-up windows and windows get integer keys, so window functions and
 -- joins partition and sort on integers and carry no text. What no follow-up window changes (next
 -- dispensing, runs of one medication, last / next known dose) is computed once per dispensing of
 -- the group; a follow-up window holds a contiguous run of them, so its intervals, runs and doses
--- follow without a per-follow-up pass. The window's own carry-over (CMA5, CMA6) restarts at its
--- first dispensing; within a run of carry-over its balance is the follow-up's balance S minus its
--- value there, so carry_i = (S_i - min of S over the run's part inside the window) / dose (one
--- window function instead of re-running the chain). That window function is needed only where
--- the supply carried into the window's first dispensing is positive: where it is zero, the
--- follow-up's running minimum is reached at that dispensing, so from there on it is the
--- window's own and the window's carry-over is the follow-up's (a quarter of the window x
--- dispensing rows at 10M events need it; the table 83 -> 76 s by hand, identical). The
--- dispensings inside a window are joined
--- once and, with the last one before it, feed a single aggregate for CMA1..CMA9 (CMA8's lagged
--- window is a filter on the same rows, its previous dispensing the last inside before its start
--- or else the window's).
+-- follow without a per-follow-up pass. Along each follow-up window the dispensings are numbered
+-- and carry running sums (supply, gaps, CMA9's interval terms); the dispensings inside a window
+-- are those numbered after the last one before it up to the last one on or before its end, so
+-- its sums are differences of two running sums and its CMAs need just those two dispensings.
+-- Both are found by equality joins, not range or ASOF joins: a dispensing is the last before
+-- (or the last on or before) the windows whose start (end) falls between it and the next
+-- dispensing, and for sliding windows, laid at a fixed step, those are a range of slot numbers
+-- computed from its day (at 10M events, with 4.5M sliding windows: the range join of windows
+-- and dispensings and the aggregate over their 39M pairs cost more than half of this table).
+-- The window's own carry-over (CMA5, CMA6) restarts at its first dispensing; within a run of
+-- carry-over its balance is the follow-up's balance S minus its value there, so carry_i = (S_i -
+-- min of S over the run's part inside the window) / dose (one window function instead of
+-- re-running the chain). That needs the window's dispensings row by row, but only where the
+-- supply carried into its first dispensing is positive: where it is zero, the follow-up's running
+-- minimum is reached at that dispensing, so from there on the window's carry-over is the
+-- follow-up's and so are its gaps but the last one's (cut at the window end). CMA8's lagged
+-- window starts where the supply dispensed before the window runs out: where that is after the
+-- window start, an ASOF join finds the last dispensing before it.
 with
 
 events as (
@@ -106,10 +111,12 @@ group_runs as (
     from group_sequence
 ),
 
-observation_windows as (
+-- every follow-up window with its one window at slot 0: the group's follow-up window with the
+-- observation window (and the group's sliding windows, slots 1..), or an episode with its part
+-- inside the OW (CMA_per_episode: the episode is the follow-up window)
+followup_windows as (
     select
         group_key,
-        0 as window_slot,
         'observation' as window_kind,
         1 as window_id,
         cast(null as varchar) as episode_set,
@@ -119,104 +126,94 @@ observation_windows as (
         cast(ow_start_day as double) as window_start_day,
         cast(ow_end_day as double) as window_end_day,
         cast(null as double) as end_gap_days,
-        cast(null as double) as episode_duration_days
+        cast(null as double) as episode_duration_days,
+        cast(ow_start_day + getvariable('cma_sliding_window_start_days') as double)
+            as sliding_start_day,
+        -- sliding windows are laid while they fit in the observation window
+        cast(greatest(floor((ow_end_day - ow_start_day
+                             - getvariable('cma_sliding_window_start_days')
+                             - getvariable('cma_sliding_window_duration_days'))
+                            / getvariable('cma_sliding_window_step_days')) + 1, 0) as bigint)
+            as n_sliding
     from groups
-),
-
-sliding_starts as (
-    select
-        *,
-        ow_start_day + getvariable('cma_sliding_window_start_days') as first_window_start_day,
-        -- windows are laid while they fit in the observation window
-        floor((ow_end_day - ow_start_day - getvariable('cma_sliding_window_start_days')
-               - getvariable('cma_sliding_window_duration_days'))
-              / getvariable('cma_sliding_window_step_days')) + 1 as n_windows
-    from groups
-),
-
-sliding_windows as (
-    select
-        group_key,
-        w.window_id as window_slot,
-        'sliding' as window_kind,
-        cast(w.window_id as integer) as window_id,
-        cast(null as varchar) as episode_set,
-        cast(null as bigint) as episode_id,
-        cast(fu_start_day as double) as fu_start_day,
-        cast(fu_end_day as double) as fu_end_day,
-        cast(first_window_start_day
-             + (w.window_id - 1) * getvariable('cma_sliding_window_step_days') as double)
-            as window_start_day,
-        cast(first_window_start_day
-             + (w.window_id - 1) * getvariable('cma_sliding_window_step_days')
-             + getvariable('cma_sliding_window_duration_days') as double) as window_end_day,
-        cast(null as double) as end_gap_days,
-        cast(null as double) as episode_duration_days
-    from sliding_starts
-    cross join unnest(range(1, cast(greatest(n_windows, 0) as bigint) + 1)) as w(window_id)
-),
-
--- CMA_per_episode: the episode is the follow-up window, its part inside the OW the window
-episode_windows as (
+    union all
     select
         g.group_key,
-        0 as window_slot,
-        s.episode_set as window_kind,
-        cast(s.episode_id as integer) as window_id,
+        s.episode_set,
+        cast(s.episode_id as integer),
         s.episode_set,
         s.episode_id,
-        s.episode_start_day as fu_start_day,
-        s.episode_end_day as fu_end_day,
-        greatest(s.episode_start_day, s.ow_start_day) as window_start_day,
-        least(s.episode_end_day, s.ow_end_day) as window_end_day,
+        s.episode_start_day,
+        s.episode_end_day,
+        greatest(s.episode_start_day, s.ow_start_day),
+        least(s.episode_end_day, s.ow_end_day),
         s.end_gap_days,
-        s.episode_end_day - s.episode_start_day as episode_duration_days
+        s.episode_end_day - s.episode_start_day,
+        null,
+        0
     from spans as s
     join groups as g using (patient_id, medication_group)
     where s.episode_set in ('per_episode_simple', 'per_episode_carry')
         and greatest(s.episode_start_day, s.ow_start_day) < least(s.episode_end_day, s.ow_end_day)
 ),
 
-all_windows as (
-    select * from observation_windows
-    union all
-    select * from sliding_windows
-    union all
-    select * from episode_windows
-),
-
--- a follow-up window: the group's (shared by its observation and sliding windows) or an episode
 followups as (
     select
         row_number() over (order by group_key, episode_set, episode_id) as followup_key,
         *
-    from (
-        select distinct group_key, episode_set, episode_id, fu_start_day, fu_end_day
-        from all_windows
-    )
+    from followup_windows
 ),
 
+-- window_key = followup_key * 2^32 + slot: 0 for the follow-up window's own window, k for its
+-- k-th sliding window (start = sliding_start_day + (k - 1) * step, end = start + duration)
 windows as (
     select
-        -- the follow-up window's sliding windows are numbered 1.., its other window 0
-        f.followup_key * 4294967296 + w.window_slot as window_key,
+        followup_key * 4294967296 as window_key,
+        followup_key,
+        group_key,
+        window_kind,
+        window_id,
+        fu_start_day,
+        fu_end_day,
+        window_start_day,
+        window_end_day,
+        end_gap_days,
+        episode_duration_days
+    from followups
+    union all
+    select
+        f.followup_key * 4294967296 + f.slot,
         f.followup_key,
-        w.*
-    from all_windows as w
-    join followups as f
-        on f.group_key = w.group_key
-        and f.episode_set is not distinct from w.episode_set
-        and f.episode_id is not distinct from w.episode_id
+        f.group_key,
+        'sliding',
+        cast(f.slot as integer),
+        f.fu_start_day,
+        f.fu_end_day,
+        f.sliding_start_day + (f.slot - 1) * getvariable('cma_sliding_window_step_days'),
+        f.sliding_start_day + (f.slot - 1) * getvariable('cma_sliding_window_step_days')
+            + getvariable('cma_sliding_window_duration_days'),
+        cast(null as double),
+        cast(null as double)
+    from (
+        select *, unnest(range(1, n_sliding + 1)) as slot from followups where n_sliding > 0
+    ) as f
 ),
 
 -- the carry-over chain over each follow-up window (carry-over into and within the windows)
 followup_events as (
     select
         f.followup_key,
+        f.window_start_day as slot_start_day,
+        f.window_end_day as slot_end_day,
+        f.sliding_start_day,
+        f.n_sliding,
         e.event_seq,
         e.event_day,
         e.duration_days,
         e.next_event_day,
+        -- the next dispensing inside the follow-up window (those in it are a run of the group's)
+        case when e.next_event_day <= f.fu_end_day then e.next_event_day end
+            as next_day_in_followup,
         -- the next dispensing, or the end of the follow-up window when it is the last in it
         least(coalesce(e.next_event_day, f.fu_end_day), f.fu_end_day) - e.event_day
             as interval_days,
@@ -257,194 +254,366 @@ followup_carry as (
     from followup_balance
 ),
 
-followup_chain as (
+followup_gaps as (
     select
         *,
         greatest(0, interval_days - duration_days - carry_in_days) as gap_days,
-        event_day + duration_days + carry_in_days as supply_end_day,
-        -- CMA8: the day the supply in hand at this dispensing runs out, the latest so far
-        max(event_day + duration_days + carry_in_days) over (
-            partition by followup_key order by event_seq rows unbounded preceding)
-            as supply_end_day_so_far,
-        next_event_day is distinct from event_day as is_last_of_day,
-        lead(carry_in_days) over (partition by followup_key order by event_seq)
-            as next_carry_in_days
+        event_day + duration_days + carry_in_days as supply_end_day
     from followup_carry
+),
+
+-- running sums over the follow-up window (exact decimals), so a window's sums are differences
+-- of two of them: supply, gaps, and CMA9's interval terms (1 - gap / interval) x interval, the
+-- interval's days inside any window holding both its ends
+followup_chain as (
+    select
+        *,
+        row_number() over w as event_index,
+        -- CMA8: the day the supply in hand at this dispensing runs out, the latest so far
+        max(supply_end_day) over (w rows unbounded preceding) as supply_end_day_so_far,
+        next_event_day is distinct from event_day as is_last_of_day,
+        lead(carry_in_days) over w as next_carry_in_days,
+        sum(cast(duration_days as decimal(38, 9))) over (w rows unbounded preceding)
+            as cum_supply_days,
+        sum(cast(gap_days as decimal(38, 9))) over (w rows unbounded preceding) as cum_gap_days,
+        sum(case
+            when interval_days > 0
+            then cast((1 - gap_days / interval_days)
+                * greatest(0, (event_day + interval_days) - event_day) as decimal(38, 9))
+            else 0
+        end) over (w rows unbounded preceding) as cum_cma9_days
+    from followup_gaps
+    window w as (partition by followup_key order by event_seq)
 ),
 
 last_of_day as (
     select * from followup_chain where is_last_of_day
 ),
 
--- the last dispensing before the window, and CMA8's lagged start: when the supply dispensed
--- before the window runs out, if later
-window_starts as (
+-- the last dispensing before each window (by the windows it precedes: its own window when that
+-- starts after it and no later than the next dispensing; the sliding windows starting in
+-- (event_day, next_day_in_followup]), and where none precedes a window, the follow-up window's
+-- first dispensing as the window's first (before_index 0)
+window_prev as (
+    select
+        followup_key * 4294967296 as window_key,
+        event_index as before_index,
+        next_day_in_followup as first_day,
+        event_seq as prev_seq,
+        event_day as prev_day,
+        interval_days as prev_interval_days,
+        gap_days as prev_gap_days,
+        supply_end_day as prev_supply_end,
+        supply_end_day_so_far as prev_supply_end_so_far,
+        next_carry_in_days > 0 as carries_in,
+        cum_supply_days as prev_cum_supply_days,
+        cum_gap_days as prev_cum_gap_days,
+        cum_cma9_days as prev_cum_cma9_days
+    from last_of_day
+    where event_day < slot_start_day
+        and (next_day_in_followup is null or next_day_in_followup >= slot_start_day)
+    union all
+    select
+        followup_key * 4294967296 + slot, event_index, next_day_in_followup, event_seq,
+        event_day, interval_days, gap_days, supply_end_day, supply_end_day_so_far,
+        next_carry_in_days > 0, cum_supply_days, cum_gap_days, cum_cma9_days
+    from (
+        select
+            *,
+            unnest(range(
+                cast(greatest(1, floor((event_day - sliding_start_day)
+                    / getvariable('cma_sliding_window_step_days')) + 2) as bigint),
+                cast(least(n_sliding, coalesce(
+                    floor((next_day_in_followup - sliding_start_day)
+                          / getvariable('cma_sliding_window_step_days')) + 1,
+                    n_sliding)) as bigint) + 1)) as slot
+        from last_of_day
+        where n_sliding > 0
+    )
+    union all
+    select
+        followup_key * 4294967296, 0, event_day, null, null, null, null, null, null, false,
+        0, 0, 0
+    from followup_chain
+    where event_index = 1 and event_day >= slot_start_day
+    union all
+    select
+        followup_key * 4294967296 + slot, 0, event_day, null, null, null, null, null, null,
+        false, 0, 0, 0
+    from (
+        select
+            *,
+            unnest(range(1, cast(least(n_sliding, floor((event_day - sliding_start_day)
+                / getvariable('cma_sliding_window_step_days')) + 1) as bigint) + 1)) as slot
+        from followup_chain
+        where event_index = 1 and n_sliding > 0
+    )
+),
+
+-- the last dispensing on or before each window's end (the window's last when inside it): its
+-- own window when that ends on or after it and before the next dispensing; the sliding windows
+-- ending in [event_day, next_day_in_followup)
+window_last as (
+    select
+        followup_key * 4294967296 as window_key,
+        event_index as last_index,
+        event_seq as last_seq,
+        event_day as last_day,
+        duration_days as last_supply_days,
+        interval_days as last_interval_days,
+        gap_days as last_gap_days,
+        carry_in_days as last_carry_in_days,
+        supply_end_day as last_supply_end,
+        cum_supply_days as last_cum_supply_days,
+        cum_gap_days as last_cum_gap_days,
+        cum_cma9_days as last_cum_cma9_days
+    from last_of_day
+    where event_day <= slot_end_day
+        and (next_day_in_followup is null or next_day_in_followup > slot_end_day)
+    union all
+    select
+        followup_key * 4294967296 + slot, event_index, event_seq, event_day, duration_days,
+        interval_days, gap_days, carry_in_days, supply_end_day, cum_supply_days, cum_gap_days,
+        cum_cma9_days
+    from (
+        select
+            *,
+            unnest(range(
+                cast(greatest(1, ceil((event_day - sliding_start_day
+                    - getvariable('cma_sliding_window_duration_days'))
+                    / getvariable('cma_sliding_window_step_days')) + 1) as bigint),
+                cast(least(n_sliding, coalesce(
+                    ceil((next_day_in_followup - sliding_start_day
+                          - getvariable('cma_sliding_window_duration_days'))
+                         / getvariable('cma_sliding_window_step_days')),
+                    n_sliding)) as bigint) + 1)) as slot
+        from last_of_day
+        where n_sliding > 0
+    )
+),
+
+-- each window with the dispensing before it and its last: the dispensings inside are the
+-- follow-up window's from before_index + 1 to last_index
+window_bounds as (
     select
         w.*,
-        p.event_seq as prev_seq,
-        p.event_day as prev_day,
-        p.interval_days as prev_interval_days,
-        p.gap_days as prev_gap_days,
-        p.supply_end_day as prev_supply_end,
-        greatest(w.window_start_day, coalesce(p.supply_end_day_so_far, w.window_start_day))
+        coalesce(p.before_index, 0) as before_index,
+        greatest(coalesce(l.last_index, 0) - coalesce(p.before_index, 0), 0) as n_dispensings,
+        p.* exclude (window_key, before_index),
+        l.* exclude (window_key),
+        greatest(w.window_start_day, coalesce(p.prev_supply_end_so_far, w.window_start_day))
             as cma8_window_start_day,
-        -- supply carried into the window's first dispensing (none before the first dispensing
-        -- of the follow-up window or of a run of carry-over)
-        coalesce(p.next_carry_in_days > 0, false) as carries_in
+        coalesce(p.carries_in, false) as carries_in_window
     from windows as w
-    asof left join last_of_day as p
-        on p.followup_key = w.followup_key and w.window_start_day > p.event_day
+    left join window_prev as p using (window_key)
+    left join window_last as l using (window_key)
 ),
 
--- the dispensings inside each window, with the carry-over restarting at the first of them
--- (CMA5, CMA6): within a run of carry-over, the window's balance is the follow-up's minus its
--- value at the window's first dispensing, so carry = (S_i - min of S over the run's part inside
--- the window) / dose. Not materialised: its two uses below each read only their own windows.
-window_events as not materialized (
+-- CMA8's lagged window: where the supply from before the window outlasts its start, the last
+-- dispensing before the lagged start (inside the window, or the one before it)
+cma8_prev as (
     select
         w.window_key,
-        w.window_start_day,
-        w.window_end_day,
-        w.cma8_window_start_day,
-        c.event_seq,
-        c.event_day,
-        c.duration_days,
-        c.interval_days,
-        c.gap_days,
-        c.supply_end_day,
+        p.event_index as before_index_8,
+        p.next_day_in_followup as first_day_8,
+        p.event_day as prev_day_8,
+        p.gap_days as prev_gap_days_8,
+        p.supply_end_day as prev_supply_end_8,
+        p.cum_gap_days as prev_cum_gap_days_8
+    from window_bounds as w
+    asof join last_of_day as p
+        on p.followup_key = w.followup_key and w.cma8_window_start_day > p.event_day
+    where w.cma8_window_start_day > w.window_start_day and w.n_dispensings > 0
+),
+
+-- the window's own carry-over (CMA5, CMA6) restarts at its first dispensing: within a run of
+-- carry-over the window's balance is the follow-up's minus its value at the window's first
+-- dispensing, so carry = (S_i - min of S over the run's part inside the window) / dose. Only
+-- where supply is carried into the window's first dispensing; elsewhere the window's
+-- carry-over is the follow-up's.
+carry_windows as (
+    select window_key, followup_key, window_end_day, before_index, last_index
+    from window_bounds
+    where carries_in_window and n_dispensings > 0
+),
+
+-- each dispensing with the windows that hold it: its follow-up window's own and the sliding
+-- windows with start <= event_day <= end
+window_members as (
+    select
+        followup_key * 4294967296 as window_key, event_index, event_day, carry_run,
+        interval_days, duration_days, cum_surplus_before, dose_units
+    from followup_chain
+    where event_day between slot_start_day and slot_end_day
+    union all
+    select
+        followup_key * 4294967296 + slot, event_index, event_day, carry_run, interval_days,
+        duration_days, cum_surplus_before, dose_units
+    from (
+        select
+            *,
+            unnest(range(
+                cast(greatest(1, ceil((event_day - sliding_start_day
+                    - getvariable('cma_sliding_window_duration_days'))
+                    / getvariable('cma_sliding_window_step_days')) + 1) as bigint),
+                cast(least(n_sliding, floor((event_day - sliding_start_day)
+                    / getvariable('cma_sliding_window_step_days')) + 1) as bigint) + 1)) as slot
+        from followup_chain
+        where n_sliding > 0
+    )
+),
+
+carry_window_events as (
+    select
+        w.window_key,
         c.carry_run,
-        c.dose_units,
-        c.cum_surplus_before,
-        c.carry_in_days,
-        w.carries_in,
-        case
-            when c.next_event_day is null or c.next_event_day > w.window_end_day
-                then w.window_end_day - c.event_day
-            else c.interval_days
-        end as window_interval_days
-    from window_starts as w
-    join followup_chain as c
-        on c.followup_key = w.followup_key
-        and c.event_day between w.window_start_day and w.window_end_day
+        c.event_index = w.last_index as is_last,
+        greatest(0,
+            case when c.event_index = w.last_index
+                then w.window_end_day - c.event_day else c.interval_days end
+            - c.duration_days
+            - (c.cum_surplus_before - min(c.cum_surplus_before) over (
+                partition by w.window_key, c.carry_run order by c.event_index
+                rows unbounded preceding)) / c.dose_units) as window_gap_days
+    from window_members as c
+    join carry_windows as w using (window_key)
 ),
 
-window_gaps as (
+carry_window_gaps as (
     select
         window_key,
-        window_start_day,
-        window_end_day,
-        cma8_window_start_day,
-        event_seq,
-        event_day,
-        duration_days,
-        interval_days,
-        gap_days,
-        supply_end_day,
-        true as is_inside,
-        greatest(0, window_interval_days - duration_days
-            - (cum_surplus_before - min(cum_surplus_before) over (
-                partition by window_key, carry_run order by event_seq rows unbounded preceding))
-              / dose_units) as window_gap_days
-    from window_events
-    where carries_in
-    union all
-    -- nothing carried into the window: its carry-over is the follow-up's
-    select
-        window_key, window_start_day, window_end_day, cma8_window_start_day, event_seq,
-        event_day, duration_days, interval_days, gap_days, supply_end_day, true,
-        greatest(0, window_interval_days - duration_days - carry_in_days)
-    from window_events
-    where not carries_in
-    -- CMA9 also counts the interval of the last dispensing before the window
-    union all
-    select
-        window_key, window_start_day, window_end_day, cma8_window_start_day,
-        prev_seq, prev_day, null, prev_interval_days, prev_gap_days, prev_supply_end, false, null
-    from window_starts
-    where prev_seq is not null
-),
-
-window_summary as (
-    select
-        window_key,
-        -- CMA1..CMA6: the dispensings inside the window
-        count(*) filter (where is_inside) as n_dispensings,
-        min(event_day) filter (where is_inside) as first_day,
-        max(event_day) filter (where is_inside) as last_day,
-        cast(sum(cast(duration_days as decimal(38, 9))) filter (where is_inside) as double)
-            as supply_days,
-        arg_max(duration_days, event_seq) filter (where is_inside) as last_supply_days,
-        cast(sum(cast(window_gap_days as decimal(38, 9))) filter (where is_inside) as double)
-            as window_gap_days,
-        arg_max(window_gap_days, event_seq) filter (where is_inside) as last_window_gap_days,
-        -- CMA7: the follow-up chain's gaps inside the window
-        cast(sum(cast(gap_days as decimal(38, 9))) filter (where is_inside) as double)
-            - arg_max(gap_days, event_seq) filter (where is_inside) as gaps_before_last,
-        arg_max(supply_end_day, event_seq) filter (where is_inside) as last_supply_end,
-        -- CMA8: the same from its lagged start, and the last dispensing before that start
-        count(*) filter (where is_inside and event_day >= cma8_window_start_day) as n_inside_8,
-        min(event_day) filter (where is_inside and event_day >= cma8_window_start_day)
-            as first_day_8,
-        cast(sum(cast(gap_days as decimal(38, 9)))
-                filter (where is_inside and event_day >= cma8_window_start_day) as double)
-            - arg_max(gap_days, event_seq)
-                filter (where is_inside and event_day >= cma8_window_start_day)
-            as gaps_before_last_8,
-        arg_max(supply_end_day, event_seq)
-            filter (where is_inside and event_day >= cma8_window_start_day) as last_supply_end_8,
-        arg_max(event_day, event_seq)
-            filter (where is_inside and event_day < cma8_window_start_day) as prev_day_8,
-        arg_max(gap_days, event_seq)
-            filter (where is_inside and event_day < cma8_window_start_day) as prev_gap_days_8,
-        arg_max(supply_end_day, event_seq)
-            filter (where is_inside and event_day < cma8_window_start_day) as prev_supply_end_8,
-        -- CMA9: the interval ratios of the follow-up chain, weighted by their days inside
-        cast(sum(case
-            when interval_days > 0
-                and event_day < window_end_day
-                and event_day + interval_days > window_start_day
-            then cast((1 - gap_days / interval_days)
-                * greatest(0, least(event_day + interval_days, window_end_day)
-                              - greatest(event_day, window_start_day)) as decimal(38, 9))
-        end) as double) as cma9_weighted
-    from window_gaps
+        cast(sum(cast(window_gap_days as decimal(38, 9))) as double) as window_gap_days,
+        max(window_gap_days) filter (where is_last) as last_window_gap_days
+    from carry_window_events
     group by window_key
 ),
 
 window_values as (
     select
         w.*,
-        coalesce(s.n_dispensings, 0) as n_dispensings,
-        s.first_day,
-        s.last_day,
-        s.supply_days,
-        s.last_supply_days,
-        s.window_gap_days,
-        s.last_window_gap_days,
-        coalesce(s.n_dispensings, 0) as n_inside_7,
-        s.first_day as first_day_7,
-        s.gaps_before_last as gaps_before_last_7,
-        s.last_supply_end as last_supply_end_7,
-        w.window_start_day as start_day_7,
-        w.prev_day as prev_day_7,
-        w.prev_gap_days as prev_gap_days_7,
-        w.prev_supply_end as prev_supply_end_7,
-        coalesce(s.n_inside_8, 0) as n_inside_8,
-        s.first_day_8,
-        s.gaps_before_last_8,
-        s.last_supply_end_8,
-        w.cma8_window_start_day as start_day_8,
-        coalesce(s.prev_day_8, w.prev_day) as prev_day_8,
-        case when s.prev_day_8 is not null then s.prev_gap_days_8 else w.prev_gap_days end
+        c8.* exclude (window_key),
+        -- the window's last gap: the days from its last dispensing to its end
+        greatest(0, w.window_end_day - w.last_day - w.last_supply_days - w.last_carry_in_days)
+            as own_last_window_gap_days,
+        cg.window_gap_days as carry_window_gap_days,
+        cg.last_window_gap_days as carry_last_window_gap_days,
+        -- CMA9: the intervals of the dispensing before the window and of its last, clipped to
+        -- the window
+        case
+            when w.prev_interval_days > 0
+                and w.prev_day < w.window_end_day
+                and w.prev_day + w.prev_interval_days > w.window_start_day
+            then cast((1 - w.prev_gap_days / w.prev_interval_days)
+                * greatest(0, least(w.prev_day + w.prev_interval_days, w.window_end_day)
+                              - greatest(w.prev_day, w.window_start_day)) as decimal(38, 9))
+            else 0
+        end as prev_cma9_days,
+        case
+            when w.last_interval_days > 0
+                and w.last_day < w.window_end_day
+                and w.last_day + w.last_interval_days > w.window_start_day
+            then cast((1 - w.last_gap_days / w.last_interval_days)
+                * greatest(0, least(w.last_day + w.last_interval_days, w.window_end_day)
+                              - greatest(w.last_day, w.window_start_day)) as decimal(38, 9))
+            else 0
+        end as last_cma9_days,
+        case
+            when w.last_interval_days > 0
+            then cast((1 - w.last_gap_days / w.last_interval_days)
+                * greatest(0, (w.last_day + w.last_interval_days) - w.last_day)
+                as decimal(38, 9))
+            else 0
+        end as last_full_cma9_days
+    from window_bounds as w
+    left join cma8_prev as c8 using (window_key)
+    left join carry_window_gaps as cg using (window_key)
+),
+
+window_summary as (
+    select
+        *,
+        case when n_dispensings > 0 then
+            cast(last_cum_supply_days - coalesce(prev_cum_supply_days, 0) as double)
+        end as supply_days,
+        case when n_dispensings > 0 then
+            coalesce(carry_window_gap_days, cast(
+                last_cum_gap_days - cast(last_gap_days as decimal(38, 9))
+                - coalesce(prev_cum_gap_days, 0)
+                + cast(own_last_window_gap_days as decimal(38, 9)) as double))
+        end as window_gap_days,
+        case when n_dispensings > 0 then
+            coalesce(carry_last_window_gap_days, own_last_window_gap_days)
+        end as last_window_gap_days,
+        case when n_dispensings > 0 then
+            cast(last_cum_gap_days - coalesce(prev_cum_gap_days, 0) as double) - last_gap_days
+        end as gaps_before_last,
+        -- CMA8 from its lagged start
+        case
+            when before_index_8 is null then n_dispensings
+            else greatest(last_index - before_index_8, 0)
+        end as n_inside_8,
+        -- CMA9 over the window: the inside intervals but the last whole, the last and the one
+        -- before clipped
+        case
+            when n_dispensings > 0 then
+                cast(last_cum_cma9_days - last_full_cma9_days - coalesce(prev_cum_cma9_days, 0)
+                     + last_cma9_days + prev_cma9_days as double)
+            else cast(prev_cma9_days as double)
+        end as cma9_weighted
+    from window_values
+),
+
+window_fields as (
+    select
+        window_key,
+        group_key,
+        window_kind,
+        window_id,
+        fu_start_day,
+        fu_end_day,
+        window_start_day,
+        window_end_day,
+        cma8_window_start_day,
+        end_gap_days,
+        episode_duration_days,
+        n_dispensings,
+        case when n_dispensings > 0 then first_day end as first_day,
+        case when n_dispensings > 0 then last_day end as last_day,
+        supply_days,
+        case when n_dispensings > 0 then last_supply_days end as last_supply_days,
+        window_gap_days,
+        last_window_gap_days,
+        n_dispensings as n_inside_7,
+        case when n_dispensings > 0 then first_day end as first_day_7,
+        gaps_before_last as gaps_before_last_7,
+        case when n_dispensings > 0 then last_supply_end end as last_supply_end_7,
+        window_start_day as start_day_7,
+        prev_day as prev_day_7,
+        prev_gap_days as prev_gap_days_7,
+        prev_supply_end as prev_supply_end_7,
+        n_inside_8,
+        case
+            when n_inside_8 = 0 then null
+            when before_index_8 is null then first_day
+            else first_day_8
+        end as first_day_8,
+        case
+            when n_inside_8 = 0 then null
+            when before_index_8 is null then gaps_before_last
+            else cast(last_cum_gap_days - prev_cum_gap_days_8 as double) - last_gap_days
+        end as gaps_before_last_8,
+        case when n_inside_8 > 0 then last_supply_end end as last_supply_end_8,
+        cma8_window_start_day as start_day_8,
+        case when before_index_8 is null then prev_day else prev_day_8 end as prev_day_8,
+        case when before_index_8 is null then prev_gap_days else prev_gap_days_8 end
             as prev_gap_days_8,
-        case when s.prev_day_8 is not null then s.prev_supply_end_8 else w.prev_supply_end end
+        case when before_index_8 is null then prev_supply_end else prev_supply_end_8 end
             as prev_supply_end_8,
-        s.cma9_weighted / nullif(w.window_end_day - w.window_start_day, 0) as cma9_sum,
+        cma9_weighted / nullif(window_end_day - window_start_day, 0) as cma9_sum,
         -- CMA9 is NA only when no dispensing of the follow-up window falls on or before the
         -- window end
-        w.prev_seq is not null or coalesce(s.n_dispensings, 0) > 0 as has_dispensing
-    from window_starts as w
-    left join window_summary as s using (window_key)
+        prev_seq is not null or n_dispensings > 0 as has_dispensing
+    from window_summary
 ),
 
 combined as (
@@ -484,7 +653,7 @@ combined as (
         v.end_gap_days,
         v.episode_duration_days,
         v.window_end_day > v.window_start_day as is_valid
-    from window_values as v
+    from window_fields as v
     join groups as g using (group_key)
 ),
 
