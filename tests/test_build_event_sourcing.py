@@ -239,7 +239,13 @@ def test_same_log_gives_identical_parquet(tmp_path: Path, batches: list[Path]) -
 
 
 @pytest.mark.parametrize(
-    "point", ["build.before_rename", "publish.before_duckdb_replace", "publish.before_pointer"]
+    "point",
+    [
+        "build.before_rename",
+        "build.after_snapshots",
+        "publish.before_duckdb_replace",
+        "publish.before_pointer",
+    ],
 )
 def test_crash_during_build_keeps_the_published_outputs(
     tmp_path: Path, batches: list[Path], point: str
@@ -249,19 +255,17 @@ def test_crash_during_build_keeps_the_published_outputs(
     ingest_all(cfg, batches[:4], datetime(2025, 1, 1))
     first = build(cfg, as_of=AS_OF, full=True)
     published = read_current(Warehouse(wh))
+    history = "SELECT * FROM refractory_status_history ORDER BY ALL"
     con = duckdb.connect(str(Warehouse(wh).duckdb_path), read_only=True)
     tables = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    history_before = con.execute(history).fetchall()
     con.close()
     ingest_all(cfg, batches[4:], datetime(2025, 2, 1))
     env = dict(
         os.environ, TXH_WAREHOUSE=str(wh), TXH_FAULT_AT=point, TXH_CONFIG=str(_write_cfg(tmp_path))
     )
-    p = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "build", "--as-of", AS_OF.isoformat(), "--full"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-    )
+    cmd = [sys.executable, "-m", "pipelines.cli", "build", "--as-of", AS_OF.isoformat(), "--full"]
+    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True)
     assert p.returncode == 99, p.stderr.decode()[-1500:]
     assert read_current(Warehouse(wh))["build_id"] in (
         published["build_id"],
@@ -271,8 +275,25 @@ def test_crash_during_build_keeps_the_published_outputs(
     con = duckdb.connect(str(Warehouse(wh).duckdb_path), read_only=True)
     for (name,) in tables:
         con.execute(f"SELECT count(*) FROM {name}").fetchall()
+    if point != "publish.before_pointer":  # there the new DuckDB file is already in place
+        # the status history of the same as-of date still reads the published build's rows
+        assert con.execute(history).fetchall() == history_before
     con.close()
     assert digests(first.output_dir)  # the previous build's files are still there
+    if point == "build.after_snapshots":
+        # the build that completes shows the new batches' statuses (so the check above could
+        # fail), and after pruning its snapshot is the date's only one
+        env.pop("TXH_FAULT_AT")
+        p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True)
+        assert p.returncode == 0, p.stderr.decode()[-1500:]
+        con = duckdb.connect(str(Warehouse(wh).duckdb_path), read_only=True)
+        assert con.execute(history).fetchall() != history_before
+        con.close()
+        prune_builds(Warehouse(wh), 1, keep=set())
+        snaps = sorted((wh / "status_history" / "refractory_status").glob("*.parquet"))
+        assert [s.name for s in snaps] == [
+            f"as_of_date={AS_OF.date().isoformat()}.build={read_current(Warehouse(wh))['build_id']}.parquet"
+        ]
 
 
 def _write_cfg(tmp_path: Path) -> Path:

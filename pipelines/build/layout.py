@@ -96,3 +96,47 @@ def link_or_copy(src: Path, dst: Path) -> None:
         raise
     except OSError:
         shutil.copyfile(src, dst)
+
+
+# Status snapshots (<warehouse>/status_history/<table>/): one file per as-of date and build,
+# "as_of_date=<date>.build=<build id>.parquet", never replaced, so a published view's file list
+# reads the same rows until the next publish (a build killed after saving its snapshot changes
+# nothing a reader sees). Of a date's files, the latest build's wins: a build reads the latest
+# earlier date's, and a publish lists each date's latest up to the build it publishes. A file
+# without a build id ("as_of_date=<date>.parquet", written before builds were named) is a date's
+# oldest.
+SNAPSHOTS_DIR = "status_history"
+
+
+def snapshot_file(root: Path, table: str, as_of_date: str, build_id: str) -> Path:
+    return root / SNAPSHOTS_DIR / table / f"as_of_date={as_of_date}.build={build_id}.parquet"
+
+
+def snapshot_files(root: Path, table: str) -> dict[str, list[tuple[str, Path]]]:
+    """``table``'s snapshots by as-of date (in date order), each date's as (build id, file),
+    oldest build first ("" for a file without a build id)."""
+    out: dict[str, list[tuple[str, Path]]] = {}
+    for p in (root / SNAPSHOTS_DIR / table).glob("as_of_date=*.parquet"):
+        date, _, build_id = p.name[len("as_of_date=") : -len(".parquet")].partition(".build=")
+        out.setdefault(date, []).append((build_id, p))
+    return {d: sorted(v) for d, v in sorted(out.items())}
+
+
+def published_snapshots(root: Path, table: str, build_id: str) -> list[Path]:
+    """Each date's snapshot as of the publish of ``build_id``: the latest build's up to it."""
+    out = []
+    for files in snapshot_files(root, table).values():
+        upto = [p for b, p in files if b <= build_id]
+        if upto:
+            out.append(upto[-1])
+    return out
+
+
+def prune_snapshots(root: Path, oldest_kept_build: str) -> None:
+    """Delete the snapshots no kept build's published view can list: those a later build's
+    snapshot of the same date, itself no later than the oldest kept build, supersedes."""
+    for table_dir in sorted((root / SNAPSHOTS_DIR).glob("*")):
+        for files in snapshot_files(root, table_dir.name).values():
+            for (_, p), (later, _) in zip(files, files[1:], strict=False):
+                if later <= oldest_kept_build:
+                    p.unlink(missing_ok=True)

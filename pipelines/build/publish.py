@@ -37,10 +37,14 @@ EXTRA_VIEWS: dict[str, tuple[str, str]] = {
         "Rows that failed the quality gate, with machine-readable reasons and the original row.",
         "quarantine/batch=*.parquet",
     ),
+}
+
+# views over the status snapshots (layout.snapshot_files): view -> (doc, snapshotted table)
+SNAPSHOT_VIEWS: dict[str, tuple[str, str]] = {
     "refractory_status_history": (
         "refractory_status of every as-of date built so far (one snapshot per date; the latest "
         "build of a date wins). status_changes compares consecutive snapshots.",
-        "status_history/refractory_status/as_of_date=*.parquet",
+        "refractory_status",
     ),
 }
 
@@ -84,8 +88,15 @@ def write_duckdb(
             for c in load_contract().storage_columns():
                 if c.doc:
                     con.execute(f"COMMENT ON COLUMN events.{c.name} IS {_comment(c.doc)}")
-        for name, (doc, pattern) in EXTRA_VIEWS.items():
-            files = sorted(wh.root.glob(pattern))
+        views = [
+            (name, doc, sorted(wh.root.glob(pattern)))
+            for name, (doc, pattern) in EXTRA_VIEWS.items()
+        ]
+        views += [
+            (name, doc, layout.published_snapshots(wh.root, table, build_dir.name))
+            for name, (doc, table) in SNAPSHOT_VIEWS.items()
+        ]
+        for name, doc, files in views:
             if files:
                 lst = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
                 con.execute(
@@ -146,5 +157,8 @@ def prune_builds(wh: Warehouse, keep_n: int, keep: set[str]) -> None:
     for p in builds[:-keep_n] if keep_n > 0 else builds:
         if p.name not in keep:
             shutil.rmtree(p, ignore_errors=True)
+    kept = sorted(p.name for p in wh.builds_dir.iterdir() if p.is_dir() and p.name[:6].isdigit())
+    if kept:
+        layout.prune_snapshots(wh.root, kept[0])
     for p in wh.builds_dir.glob(".tmp-*"):
         shutil.rmtree(p, ignore_errors=True)

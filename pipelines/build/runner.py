@@ -235,22 +235,23 @@ def provide_previous(
 
 
 def previous_snapshot(wh: Warehouse, name: str, as_of: datetime) -> Path | None:
-    """Latest snapshot of ``name`` with an as-of date before ``as_of``'s date."""
-    d = wh.root / "status_history" / name
+    """Latest snapshot of ``name`` with an as-of date before ``as_of``'s date (of that date,
+    the latest build's)."""
     cur = as_of.date().isoformat()
-    older = sorted(p for p in d.glob("as_of_date=*.parquet") if p.stem.split("=")[1] < cur)
-    return older[-1] if older else None
+    older = [files for d, files in layout.snapshot_files(wh.root, name).items() if d < cur]
+    return older[-1][-1][1] if older else None
 
 
 def save_snapshots(wh: Warehouse, models: list[Model], build_dir: Path, as_of: datetime) -> None:
-    """Keep the snapshotted tables of this build by as-of date (later builds compare to them):
-    a copy of the table's file, or its parts written as one file in the table's order."""
+    """Keep the snapshotted tables of this build by as-of date and build (later builds compare
+    to them; layout.snapshot_files): a copy of the table's file, or its parts written as one
+    file in the table's order. A new file each time, never one a published view lists."""
     manifest = layout.read_manifest(build_dir)
     by_name = {m.name: m for m in models}
     for name in sorted({m.previous_snapshot_of for m in models if m.previous_snapshot_of}):
-        d = wh.root / "status_history" / name
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".tmp-{as_of.date().isoformat()}.parquet"
+        dst = layout.snapshot_file(wh.root, name, as_of.date().isoformat(), build_dir.name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".tmp-{dst.name}")
         if layout.has_deltas(manifest, name):
             with duckdb.connect() as con:
                 write_parquet(
@@ -258,7 +259,7 @@ def save_snapshots(wh: Warehouse, models: list[Model], build_dir: Path, as_of: d
                 )
         else:
             shutil.copyfile(build_dir / f"{name}.parquet", tmp)
-        os.replace(tmp, d / f"as_of_date={as_of.date().isoformat()}.parquet")
+        os.replace(tmp, dst)
 
 
 def run_models(
@@ -511,6 +512,7 @@ def _build_locked(
         atomic_replace_dir(tmp_dir, final_dir)
         if publish:
             save_snapshots(wh, models, final_dir, as_of)
+            fault_point("build.after_snapshots")
     finally:
         with contextlib.suppress(Exception):
             con.close()
