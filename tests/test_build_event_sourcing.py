@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.build import layout
 from pipelines.build.publish import prune_builds
 from pipelines.build.runner import build, read_current
 from pipelines.ingest import ingest
@@ -294,6 +295,32 @@ def test_crash_during_build_keeps_the_published_outputs(
         assert [s.name for s in snaps] == [
             f"as_of_date={AS_OF.date().isoformat()}.build={read_current(Warehouse(wh))['build_id']}.parquet"
         ]
+
+
+def test_status_snapshots_are_chosen_by_build_and_pruned_when_no_kept_build_lists_them(
+    tmp_path: Path,
+) -> None:
+    d = tmp_path / "status_history" / "t"
+    d.mkdir(parents=True)
+    names = [
+        "as_of_date=2025-01-01.parquet",  # written before snapshots named their build
+        "as_of_date=2025-01-01.build=000002.parquet",
+        "as_of_date=2025-01-01.build=000004.parquet",
+        "as_of_date=2025-01-02.build=000003.parquet",
+    ]
+    for n in names:
+        (d / n).write_bytes(b"")
+
+    def listed(build_id: str) -> list[str]:
+        return [p.name for p in layout.published_snapshots(tmp_path, "t", build_id)]
+
+    assert listed("000001") == [names[0]]
+    assert listed("000003") == [names[1], names[3]]
+    assert listed("000009") == [names[2], names[3]]
+    layout.prune_snapshots(tmp_path, "000003")  # builds 3.. kept: build 3's view lists 2's
+    assert sorted(p.name for p in d.iterdir()) == sorted(names[1:])
+    layout.prune_snapshots(tmp_path, "000004")
+    assert sorted(p.name for p in d.iterdir()) == sorted(names[2:])
 
 
 def _write_cfg(tmp_path: Path) -> Path:
