@@ -210,6 +210,8 @@ def _make_clinical_params() -> type:
         }
         if "choices" in spec:
             meta["choices"] = tuple(spec["choices"])
+        if "minimum" in spec:
+            meta["minimum"] = spec["minimum"]
         cls_fields.append((name, typ, field(default=typ(spec["default"]), metadata=meta)))
     return dataclasses.make_dataclass("ClinicalParams", cls_fields, frozen=True)
 

@@ -308,7 +308,7 @@ def test_status_snapshots_are_chosen_by_build_and_pruned_when_no_kept_build_list
         "as_of_date=2025-01-01.build=000004.parquet",
         "as_of_date=2025-01-02.build=000003.parquet",
     ]
-    for n in names:
+    for n in names + [".tmp-as_of_date=2025-01-02.build=000005.parquet"]:  # a killed save's
         (d / n).write_bytes(b"")
 
     def listed(build_id: str) -> list[str]:

@@ -34,6 +34,8 @@ def test_yaml_overrides_and_env_warehouse(tmp_path: Path, monkeypatch: pytest.Mo
         ("params: {persistence_window_days: thirty}\n", "expected an integer"),
         ("quality: {on_gate_failure: ignore}\n", "not one of"),
         ("ingest: {log_part_rows: 0}\n", "below the minimum 1"),
+        # the sliding windows' slot numbers assume a positive step (adherence_cma_windows)
+        ("params: {cma_sliding_window_step_days: -30}\n", "below the minimum 1"),
         ("quality: [1, 2]\n", "expected a mapping"),
         ("a: [\n", "not valid YAML"),
     ],

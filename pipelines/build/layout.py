@@ -134,7 +134,10 @@ def published_snapshots(root: Path, table: str, build_id: str) -> list[Path]:
 
 def prune_snapshots(root: Path, oldest_kept_build: str) -> None:
     """Delete the snapshots no kept build's published view can list: those a later build's
-    snapshot of the same date, itself no later than the oldest kept build, supersedes."""
+    snapshot of the same date, itself no later than the oldest kept build, supersedes; and the
+    temporary files of killed saves (the caller holds the warehouse lock)."""
+    for tmp in (root / SNAPSHOTS_DIR).glob("*/.tmp-*"):
+        tmp.unlink(missing_ok=True)
     for table_dir in sorted((root / SNAPSHOTS_DIR).glob("*")):
         for files in snapshot_files(root, table_dir.name).values():
             for (_, p), (later, _) in zip(files, files[1:], strict=False):
