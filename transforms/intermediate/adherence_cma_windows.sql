@@ -498,25 +498,11 @@ window_values as (
         cg.window_gap_days as carry_window_gap_days,
         cg.last_window_gap_days as carry_last_window_gap_days,
         -- CMA9: the intervals of the dispensing before the window and of its last, clipped to
-        -- the window
-        case
-            when w.prev_interval_days > 0
-                and w.prev_day < w.window_end_day
-                and w.prev_day + w.prev_interval_days > w.window_start_day
-            then cast((1 - w.prev_gap_days / w.prev_interval_days)
-                * greatest(0, least(w.prev_day + w.prev_interval_days, w.window_end_day)
-                              - greatest(w.prev_day, w.window_start_day)) as decimal(38, 9))
-            else 0
-        end as prev_cma9_days,
-        case
-            when w.last_interval_days > 0
-                and w.last_day < w.window_end_day
-                and w.last_day + w.last_interval_days > w.window_start_day
-            then cast((1 - w.last_gap_days / w.last_interval_days)
-                * greatest(0, least(w.last_day + w.last_interval_days, w.window_end_day)
-                              - greatest(w.last_day, w.window_start_day)) as decimal(38, 9))
-            else 0
-        end as last_cma9_days,
+        -- the window (macro in transforms/macros/)
+        adherer_cma9_days(w.prev_day, w.prev_interval_days, w.prev_gap_days,
+                          w.window_start_day, w.window_end_day) as prev_cma9_days,
+        adherer_cma9_days(w.last_day, w.last_interval_days, w.last_gap_days,
+                          w.window_start_day, w.window_end_day) as last_cma9_days,
         case
             when w.last_interval_days > 0
             then cast((1 - w.last_gap_days / w.last_interval_days)

@@ -58,3 +58,20 @@ create or replace macro adherer_cma7(
             end
         ) / (window_end_day - start_day)
     end;
+
+-- AdhereR CMA9's term for one interval between dispensings (AdhereR R/adherer.R, CMA9): its
+-- supply ratio (1 - gap / interval) weighted by its days inside the window [window_start_day,
+-- window_end_day], as an exact decimal (adherence_cma_windows sums these); 0 when the interval
+-- is empty or outside the window.
+create or replace macro adherer_cma9_days(
+    event_day, interval_days, gap_days, window_start_day, window_end_day
+) as
+    case
+        when interval_days > 0
+            and event_day < window_end_day
+            and event_day + interval_days > window_start_day
+        then cast((1 - gap_days / interval_days)
+            * greatest(0, least(event_day + interval_days, window_end_day)
+                          - greatest(event_day, window_start_day)) as decimal(38, 9))
+        else 0
+    end;
