@@ -262,9 +262,22 @@ followup_gaps as (
     from followup_carry
 ),
 
+-- CMA9's term for the whole interval to the next dispensing: (1 - gap / interval) x interval,
+-- its days inside any window holding both its ends
+followup_terms as (
+    select
+        *,
+        case
+            when interval_days > 0
+            then cast((1 - gap_days / interval_days)
+                * greatest(0, (event_day + interval_days) - event_day) as decimal(38, 9))
+            else 0
+        end as cma9_days
+    from followup_gaps
+),
+
 -- running sums over the follow-up window (exact decimals), so a window's sums are differences
--- of two of them: supply, gaps, and CMA9's interval terms (1 - gap / interval) x interval, the
--- interval's days inside any window holding both its ends
+-- of two of them: supply, gaps, and CMA9's interval terms
 followup_chain as (
     select
         *,
@@ -276,13 +289,8 @@ followup_chain as (
         sum(cast(duration_days as decimal(38, 9))) over (w rows unbounded preceding)
             as cum_supply_days,
         sum(cast(gap_days as decimal(38, 9))) over (w rows unbounded preceding) as cum_gap_days,
-        sum(case
-            when interval_days > 0
-            then cast((1 - gap_days / interval_days)
-                * greatest(0, (event_day + interval_days) - event_day) as decimal(38, 9))
-            else 0
-        end) over (w rows unbounded preceding) as cum_cma9_days
-    from followup_gaps
+        sum(cma9_days) over (w rows unbounded preceding) as cum_cma9_days
+    from followup_terms
     window w as (partition by followup_key order by event_seq)
 ),
 
@@ -357,13 +365,13 @@ window_last as (
     select
         followup_key * 4294967296 as window_key,
         event_index as last_index,
-        event_seq as last_seq,
         event_day as last_day,
         duration_days as last_supply_days,
         interval_days as last_interval_days,
         gap_days as last_gap_days,
         carry_in_days as last_carry_in_days,
         supply_end_day as last_supply_end,
+        cma9_days as last_full_cma9_days,
         cum_supply_days as last_cum_supply_days,
         cum_gap_days as last_cum_gap_days,
         cum_cma9_days as last_cum_cma9_days
@@ -372,9 +380,9 @@ window_last as (
         and (next_day_in_followup is null or next_day_in_followup > slot_end_day)
     union all
     select
-        followup_key * 4294967296 + slot, event_index, event_seq, event_day, duration_days,
-        interval_days, gap_days, carry_in_days, supply_end_day, cum_supply_days, cum_gap_days,
-        cum_cma9_days
+        followup_key * 4294967296 + slot, event_index, event_day, duration_days,
+        interval_days, gap_days, carry_in_days, supply_end_day, cma9_days, cum_supply_days,
+        cum_gap_days, cum_cma9_days
     from (
         select
             *,
@@ -502,14 +510,7 @@ window_values as (
         adherer_cma9_days(w.prev_day, w.prev_interval_days, w.prev_gap_days,
                           w.window_start_day, w.window_end_day) as prev_cma9_days,
         adherer_cma9_days(w.last_day, w.last_interval_days, w.last_gap_days,
-                          w.window_start_day, w.window_end_day) as last_cma9_days,
-        case
-            when w.last_interval_days > 0
-            then cast((1 - w.last_gap_days / w.last_interval_days)
-                * greatest(0, (w.last_day + w.last_interval_days) - w.last_day)
-                as decimal(38, 9))
-            else 0
-        end as last_full_cma9_days
+                          w.window_start_day, w.window_end_day) as last_cma9_days
     from window_bounds as w
     left join cma8_prev as c8 using (window_key)
     left join carry_window_gaps as cg using (window_key)
