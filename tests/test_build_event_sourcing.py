@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.build import layout
+from pipelines.build import layout, reference
 from pipelines.build.publish import prune_builds
 from pipelines.build.runner import build, read_current
 from pipelines.ingest import ingest
@@ -161,6 +161,41 @@ def test_a_build_of_another_layout_is_rebuilt_in_full(tmp_path: Path, batches: l
     ingest([batches[2]], cfg, ingest_time=datetime(2025, 1, 2))
     res = build(cfg, as_of=AS_OF)
     assert res.mode == "full" and "layout" in res.reason
+
+
+def test_same_reference_data_elsewhere_keeps_builds_incremental(
+    tmp_path: Path, batches: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fingerprint hashes reference files by content and location-free name: the same
+    drug reference in another directory (a new release directory, another checkout) keeps the
+    next build incremental; a changed one rebuilds in full."""
+    bundled = REPO / "schemas" / "reference" / "drugs.yaml"
+    a, b, c = (tmp_path / d / "drugs.yaml" for d in ("a", "b", "c"))
+    for p in (a, b, c):
+        p.parent.mkdir()
+        p.write_bytes(bundled.read_bytes())
+    c.write_text(c.read_text() + "\n# edited\n")
+    t0 = datetime(2025, 1, 1)
+    ingest([batches[0]], make_cfg(tmp_path / "wh", quality={"mostly": 0.0}), ingest_time=t0)
+    for i, (ref, mode) in enumerate(((a, "full"), (b, "incremental"), (c, "full")), start=1):
+        cfg = make_cfg(
+            tmp_path / "wh",
+            quality={"mostly": 0.0},
+            build={"drug_reference": str(ref), "incremental_max_affected_fraction": 1.0},
+        )
+        res = build(cfg, as_of=AS_OF)
+        assert res.mode == mode, res.reason
+        ingest([batches[i]], cfg, ingest_time=t0 + timedelta(hours=i))
+    assert "reference" in res.reason
+    # a bundled file is named by its path in the repository: a moved checkout hashes the same
+    moved = tmp_path / "checkout"
+    (moved / "schemas" / "reference").mkdir(parents=True)
+    copy = moved / "schemas" / "reference" / "drugs.yaml"
+    copy.write_bytes(bundled.read_bytes())
+    here = reference.reference_hash([bundled])
+    monkeypatch.setattr(reference, "REPO_ROOT", moved)
+    assert reference.reference_hash([copy]) == here
+    assert reference.reference_hash([a]) != here  # outside the repository: by file name only
 
 
 def test_many_affected_patients_rebuild_in_full(tmp_path: Path, batches: list[Path]) -> None:

@@ -105,11 +105,23 @@ def load_all(con: duckdb.DuckDBPyConnection, cfg: Config) -> list[Path]:
     return files
 
 
+def _reference_name(f: Path) -> str:
+    """A reference file's name in the hash: relative to the repository when it is a bundled
+    file, else its file name. Never the absolute path: the same files in another checkout (a
+    new release directory, a CI runner, a container) must not force a full rebuild."""
+    try:
+        return f.resolve().relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return f.name
+
+
 def reference_hash(files: list[Path]) -> str:
+    """Hash of the reference files' names and contents (part of the build fingerprint)."""
     h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(str(f).encode())
-        h.update(f.read_bytes())
+    for name, f in sorted((_reference_name(f), f) for f in files):
+        data = f.read_bytes()
+        h.update(f"{name}\0{len(data)}\0".encode())
+        h.update(data)
     return h.hexdigest()
 
 
