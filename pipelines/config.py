@@ -51,6 +51,14 @@ class EngineConfig:
         "At 10M events a 4GB limit made the build spill and run 1.3x slower than with 10GB.",
     )
     threads: int = _p(0, "DuckDB threads (0 = all cores).")
+    block_allocator_memory: str = _p(
+        "auto",
+        "DuckDB block_allocator_memory: memory DuckDB's block allocator keeps for reuse instead "
+        "of returning it to the system ('auto' = the connection's memory limit; 'off' = "
+        "DuckDB's default, none). Only what is used is resident; it is released when the "
+        "connection closes. Full builds of 10M events, alternating: 201-206 s with it, "
+        "209-216 s without (system time 53-59 s against 70-71 s).",
+    )
     temp_directory: str = _p("", "Spill directory ('' = <warehouse>/tmp/duckdb).")
 
 

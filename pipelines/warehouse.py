@@ -302,9 +302,11 @@ def connect(
     con = duckdb.connect(str(database), read_only=read_only)
     con.execute("SET enable_progress_bar = false")
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(
-        f"SET memory_limit = '{resolve_memory_limit(memory_limit or cfg.engine.memory_limit)}'"
-    )
+    limit = resolve_memory_limit(memory_limit or cfg.engine.memory_limit)
+    con.execute(f"SET memory_limit = '{limit}'")
+    block = cfg.engine.block_allocator_memory.strip().lower()
+    if block not in ("off", "0", ""):
+        con.execute(f"SET block_allocator_memory = '{limit if block == 'auto' else block}'")
     if cfg.engine.threads:
         con.execute(f"SET threads = {int(cfg.engine.threads)}")
     temp = cfg.engine.temp_directory or str((wh or Warehouse.from_config(cfg)).tmp_dir / "duckdb")

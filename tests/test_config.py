@@ -84,3 +84,29 @@ def test_memory_limit_auto_is_half_the_ram_and_explicit_values_apply(tmp_path: P
     finally:
         con.close()
     assert one != applied
+
+
+def test_block_allocator_follows_the_connections_memory_limit_and_can_be_off(
+    tmp_path: Path,
+) -> None:
+    from pipelines.warehouse import connect
+
+    def settings(cfg, **kw) -> tuple[str, str]:
+        con = connect(cfg, **kw)
+        try:
+            return con.execute(
+                "SELECT current_setting('memory_limit'), current_setting('block_allocator_memory')"
+            ).fetchone()
+        finally:
+            con.close()
+
+    cfg = load_config(warehouse=str(tmp_path / "w"))
+    assert cfg.engine.block_allocator_memory == "auto"
+    limit, block = settings(cfg, memory_limit="1GB")
+    assert block != "0 bytes" and block.split()[1] in ("MiB", "GiB")
+    # the same amount as the memory limit (DuckDB shows both rounded in its own units)
+    assert abs(float(block.split()[0]) - float(limit.split()[0])) < 0.1 * float(limit.split()[0])
+    off = load_config(warehouse=str(tmp_path / "w"), engine={"block_allocator_memory": "off"})
+    assert settings(off)[1] == "0 bytes"
+    fixed = load_config(warehouse=str(tmp_path / "w"), engine={"block_allocator_memory": "512MB"})
+    assert settings(fixed)[1].startswith("488")  # 512 MB shown in MiB
