@@ -254,7 +254,16 @@ def build(
         typer.Option(
             "--until-batch",
             help="Use only log batches up to this id: reproduces a past build "
-            "exactly (see its run record) even after backfilled records arrived.",
+            "exactly (see its run record) even after backfilled records arrived. The "
+            "reproduction is written under builds/ but not published (the warehouse and the "
+            "status history keep the current build) unless --publish is given.",
+        ),
+    ] = None,
+    publish: Annotated[
+        bool | None,
+        typer.Option(
+            "--publish/--no-publish",
+            help="Publish the build (default: yes, except for --until-batch reproductions).",
         ),
     ] = None,
     json_out: Annotated[
@@ -276,7 +285,14 @@ def build(
         out.print(f"wrote {len(files)} files to {target}")
         return
     with progress_bar() as prog:
-        res = do_build(c, as_of=ts, full=full, progress=prog, until_batch=until_batch)
+        res = do_build(
+            c,
+            as_of=ts,
+            full=full,
+            progress=prog,
+            until_batch=until_batch,
+            publish=publish,
+        )
     summary = res.summary()
     if json_out:
         out.print_json(json.dumps(summary))
@@ -289,7 +305,12 @@ def build(
             s.name, str(s.rows), "" if s.patients is None else str(s.patients), f"{s.seconds:.2f}"
         )
     out.print(t)
-    out.print(f"{res.reason}; warehouse: {Warehouse.from_config(c).duckdb_path}", soft_wrap=True)
+    where = (
+        f"warehouse: {Warehouse.from_config(c).duckdb_path}"
+        if res.published
+        else f"not published; its tables: {res.output_dir}"
+    )
+    out.print(f"{res.reason}; {where}", soft_wrap=True)
 
 
 @app.command("run")

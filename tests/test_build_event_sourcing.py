@@ -41,6 +41,10 @@ def digests(build_dir: Path) -> dict[str, str]:
     }
 
 
+def cfg_root(cfg) -> Path:
+    return Warehouse.from_config(cfg).root
+
+
 def ingest_all(cfg, files: list[Path], t0: datetime) -> None:
     for i, f in enumerate(files):
         r = ingest([f], cfg, ingest_time=t0 + timedelta(hours=i))
@@ -254,8 +258,17 @@ def test_until_batch_reproduces_a_build_despite_backfilled_records(
     before = build(cfg, as_of=as_of, full=True)
     ingest_all(cfg, batches[3:], datetime(2025, 2, 1))  # recorded Jan 2025: before as_of
     assert digests(build(cfg, as_of=as_of, full=True).output_dir) != digests(before.output_dir)
+    current = read_current(Warehouse.from_config(cfg))["build_id"]
+    history = layout.snapshot_files(cfg_root(cfg), "refractory_status")
     again = build(cfg, as_of=as_of, full=True, until_batch=3)
     assert digests(again.output_dir) == digests(before.output_dir)
+    # a reproduction is not published: the warehouse and the status history stay as they were
+    assert not again.published and again.build_id != current
+    assert read_current(Warehouse.from_config(cfg))["build_id"] == current
+    assert layout.snapshot_files(cfg_root(cfg), "refractory_status") == history
+    published = build(cfg, as_of=as_of, full=True, until_batch=3, publish=True)
+    assert published.published
+    assert read_current(Warehouse.from_config(cfg))["build_id"] == published.build_id
 
 
 def test_same_log_gives_identical_parquet(tmp_path: Path, batches: list[Path]) -> None:

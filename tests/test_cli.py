@@ -47,3 +47,29 @@ def test_ingest_exit_codes_json_summary_and_logs(tmp_path: Path) -> None:
     bad = write_csv(tmp_path / "bad.csv", bad_rows)
     r = txh("ingest", str(bad), wh=tmp_path / "wh")
     assert r.returncode == 1 and "quality gate failed" in r.stdout
+
+
+def test_build_until_batch_reproduces_without_publishing_unless_asked(tmp_path: Path) -> None:
+    """`txh build --until-batch N` is an audit reproduction: it writes the build but leaves the
+    published warehouse (and its status history) on the current build; --publish publishes it."""
+    wh = tmp_path / "wh"
+    first = write_csv(tmp_path / "a.csv", [dispensing(i) for i in range(1, 6)])
+    second = write_csv(tmp_path / "b.csv", [dispensing(i, patient="P2") for i in range(10, 16)])
+    for f in (first, second):
+        assert txh("ingest", str(f), wh=wh).returncode == 0
+    current = json.loads(txh("build", "--json", "--as-of", "2024-06-30", wh=wh).stdout)
+    assert current["published"]
+
+    def pointer() -> str:
+        return json.loads((wh / "CURRENT").read_text())["build_id"]
+
+    assert pointer() == current["build_id"]
+    r = txh("build", "--json", "--as-of", "2024-06-30", "--until-batch", "1", wh=wh)
+    assert r.returncode == 0, r.stderr
+    repro = json.loads(r.stdout)
+    assert not repro["published"] and repro["build_id"] != current["build_id"]
+    assert Path(repro["output_dir"]).is_dir()
+    assert pointer() == current["build_id"]
+    r = txh("build", "--json", "--as-of", "2024-06-30", "--until-batch", "1", "--publish", wh=wh)
+    published = json.loads(r.stdout)
+    assert published["published"] and pointer() == published["build_id"]

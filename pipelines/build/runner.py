@@ -78,6 +78,7 @@ class BuildResult:
     affected_patients: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    published: bool = False  # the warehouse points at this build (also when it was unchanged)
 
     def summary(self) -> dict[str, Any]:
         """Machine-readable summary (``txh build --json`` and the run record's ``build``)."""
@@ -87,6 +88,8 @@ class BuildResult:
             "mode": self.mode,
             "reason": self.reason,
             "affected_patients": self.affected_patients,
+            "published": self.published,
+            "output_dir": str(self.output_dir),
             "steps": [
                 {
                     "name": s.name,
@@ -379,12 +382,13 @@ def build(
     as_of: datetime | None = None,
     full: bool = False,
     progress: Progress | None = None,
-    publish: bool = True,
+    publish: bool | None = None,
     until_batch: int | None = None,
 ) -> BuildResult:
-    """Build as of ``as_of`` (default now). ``until_batch`` restricts the log to the batches a
-    past build saw (reproducing it exactly even after backfills); such a build is always full
-    and is not published unless ``publish`` says so."""
+    """Build as of ``as_of`` (default now) and publish it. ``until_batch`` restricts the log to
+    the batches a past build saw (reproducing it exactly even after backfills); such a build is
+    always full and is not published unless ``publish`` says so: a reproduction must not
+    replace the current warehouse nor add its statuses to the status history."""
     wh = Warehouse.from_config(cfg)
     wh.ensure()
     with wh.lock(cfg.run.lock_timeout_seconds):
@@ -394,7 +398,7 @@ def build(
             as_of or _utcnow(),
             full or until_batch is not None,
             progress or (lambda s, f: None),
-            publish,
+            until_batch is None if publish is None else publish,
             until_batch,
         )
 
@@ -458,6 +462,7 @@ def _build_locked(
                     steps=[],
                     affected_patients=0,
                     timings={"total": time.perf_counter() - t0},
+                    published=True,
                 )
         build_id = _next_build_id(wh)
         tmp_dir = wh.builds_dir / f".tmp-{build_id}"
@@ -533,6 +538,7 @@ def _build_locked(
         steps=steps,
         affected_patients=affected_n,
         timings=timings,
+        published=publish,
     )
     log.info("build.done", build_id=build_id, mode=mode, seconds=round(res.timings["total"], 2))
     return res
