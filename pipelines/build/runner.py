@@ -634,37 +634,11 @@ def _incremental(
     create_log_view(con, fbv, patient_filter="affected")
     per_patient = [m for m in models if m.per_patient]
     cohort = [m for m in models if not m.per_patient]
-    steps = run_models(
-        con,
-        per_patient,
-        progress,
-        previous=lambda m: provide_previous(
-            con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of), "affected"
-        ),
-    )
-    for s in steps:
-        for a in s.attrition:
-            a["scope"] = "recomputed patients only"
-    by_name = {s.name: s for s in steps}
     n_deltas = max((len(v) for v in prev_manifest.get("deltas", {}).values()), default=0)
     compact = n_deltas + 1 > cfg.build.max_delta_parts
     info: dict[str, Any] = {"compacted": compact}
-    if compact:
-        for m in per_patient:
-            old = layout.table_relation(prev_dir, m.name, prev_manifest)
-            con.execute(f"""
-                CREATE OR REPLACE TABLE merged_{m.name} AS
-                SELECT * FROM {old} WHERE patient_id NOT IN (SELECT patient_id FROM affected)
-                UNION ALL BY NAME SELECT * FROM {m.name}
-            """)
-            con.execute(f"DROP TABLE {m.name}")
-            # written from a table, as in a full build: DuckDB's Parquet dictionaries of list
-            # columns follow the chunking of the input, and a streamed union chunks differently
-            # (the bytes would differ from a full rebuild's though the rows are equal)
-            step = by_name[m.name]
-            write_and_swap(con, m, out_dir / f"{m.name}.parquet", step, source=f"merged_{m.name}")
-            step.rows, step.patients = table_stats(con, m.name, True)
-    else:
+    after: Callable[[Model, StepStats], None] | None = None
+    if not compact:
         # the last build that recomputed each patient: the previous record, this build's
         # affected patients now pointing here
         gen = int(build_id)
@@ -682,15 +656,56 @@ def _incremental(
         )
         info["recomputed"] = layout.RECOMPUTED
         info["deltas"] = {}
-        for m in per_patient:
+        bases: dict[str, str] = {}
+
+        def after(m: Model, step: StepStats) -> None:
+            # as in a full build, each table is written as soon as it is computed and the next
+            # models read it from its Parquet (here the delta part: the recomputed patients'
+            # rows), so DuckDB's memory holds only the table being built
             base, *old_deltas = layout.table_files(prev_dir, m.name, prev_manifest)
             for f in (base, *old_deltas):
                 layout.link_or_copy(f, out_dir / f.name)
             delta = layout.delta_file(m.name, build_id)
+            bases[m.name] = base.name
             info["deltas"][m.name] = [*(f.name for f in old_deltas), delta]
-            rel = layout.table_relation(out_dir, m.name, {"tables": {m.name: base.name}, **info})
+            write_and_swap(con, m, out_dir / delta, step)
+
+    steps = run_models(
+        con,
+        per_patient,
+        progress,
+        previous=lambda m: provide_previous(
+            con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of), "affected"
+        ),
+        after=after,
+    )
+    for s in steps:
+        for a in s.attrition:
+            a["scope"] = "recomputed patients only"
+    by_name = {s.name: s for s in steps}
+    if compact:
+        for m in per_patient:
+            old = layout.table_relation(prev_dir, m.name, prev_manifest)
+            con.execute(f"""
+                CREATE OR REPLACE TABLE merged_{m.name} AS
+                SELECT * FROM {old} WHERE patient_id NOT IN (SELECT patient_id FROM affected)
+                UNION ALL BY NAME SELECT * FROM {m.name}
+            """)
+            con.execute(f"DROP TABLE {m.name}")
+            # written from a table, as in a full build: DuckDB's Parquet dictionaries of list
+            # columns follow the chunking of the input, and a streamed union chunks differently
+            # (the bytes would differ from a full rebuild's though the rows are equal)
             step = by_name[m.name]
-            write_and_swap(con, m, out_dir / delta, step, relation=rel)
+            write_and_swap(con, m, out_dir / f"{m.name}.parquet", step, source=f"merged_{m.name}")
+            step.rows, step.patients = table_stats(con, m.name, True)
+    else:
+        # the cohort models read every patient's rows: each table's parts, latest per patient
+        for m in per_patient:
+            rel = layout.table_relation(
+                out_dir, m.name, {"tables": {m.name: bases[m.name]}, **info}
+            )
+            con.execute(f"CREATE OR REPLACE VIEW {m.name} AS SELECT * FROM {rel}")
+            step = by_name[m.name]
             step.rows, step.patients = table_stats(con, m.name, True)
     create_log_view(con, fbv)  # cohort models see the whole log
     cohort_steps = run_models(
