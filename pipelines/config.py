@@ -57,7 +57,9 @@ class EngineConfig:
         "of returning it to the system ('auto' = the connection's memory limit; 'off' = "
         "DuckDB's default, none). Only what is used is resident; it is released when the "
         "connection closes. Full builds of 10M events, alternating: 201-206 s with it, "
-        "209-216 s without (system time 53-59 s against 70-71 s).",
+        "209-216 s without (system time 53-59 s against 70-71 s). DuckDB caps it at about 80 % "
+        "of the memory it sees: 'auto' is skipped (with a warning) beyond that.",
+        false_as="off",
     )
     temp_directory: str = _p("", "Spill directory ('' = <warehouse>/tmp/duckdb).")
 
@@ -173,7 +175,11 @@ class BuildConfig:
         "parts, so the build after this many delta parts compacts: it rewrites each table "
         "whole, byte-identical to a full rebuild. 0 compacts at every incremental build.",
     )
-    keep_builds: int = _p(3, "Published builds kept on disk for readers of older views.")
+    keep_builds: int = _p(
+        3,
+        "Published builds kept on disk for readers of older views (unpublished builds, such as "
+        "--until-batch reproductions, do not count; they go once older than the oldest kept).",
+    )
     rule_pack_dirs: list[str] = _p(
         [],
         "Extra directories of rule packs (YAML); a pack here overrides the shipped pack "
@@ -285,6 +291,8 @@ def _check_value(value: Any, default: Any, meta: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a number, got {value!r}")
         value = float(value)
     elif isinstance(default, str):
+        if meta and meta.get("false_as") and (value is False or value == 0):
+            value = meta["false_as"]  # YAML reads an unquoted `off` as false
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
     elif isinstance(default, list) and not isinstance(value, list):

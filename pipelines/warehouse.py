@@ -36,7 +36,8 @@ from typing import Any, TypeVar
 import duckdb
 import filelock
 
-from pipelines.config import Config
+from pipelines.config import Config, ConfigError
+from pipelines.logs import get_logger
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -302,11 +303,10 @@ def connect(
     con = duckdb.connect(str(database), read_only=read_only)
     con.execute("SET enable_progress_bar = false")
     con.execute("SET TimeZone = 'UTC'")
-    limit = resolve_memory_limit(memory_limit or cfg.engine.memory_limit)
-    con.execute(f"SET memory_limit = '{limit}'")
-    block = cfg.engine.block_allocator_memory.strip().lower()
-    if block not in ("off", "0", ""):
-        con.execute(f"SET block_allocator_memory = '{limit if block == 'auto' else block}'")
+    con.execute(
+        f"SET memory_limit = '{resolve_memory_limit(memory_limit or cfg.engine.memory_limit)}'"
+    )
+    _set_block_allocator(con, cfg.engine.block_allocator_memory)
     if cfg.engine.threads:
         con.execute(f"SET threads = {int(cfg.engine.threads)}")
     temp = cfg.engine.temp_directory or str((wh or Warehouse.from_config(cfg)).tmp_dir / "duckdb")
@@ -314,6 +314,25 @@ def connect(
     con.execute(f"SET temp_directory = '{temp}'")
     con.execute("SET preserve_insertion_order = true")
     return con
+
+
+def _set_block_allocator(con: duckdb.DuckDBPyConnection, value: str) -> None:
+    """engine.block_allocator_memory: ``auto`` = the memory limit as DuckDB resolved it (a
+    percentage limit is a share of RAM, while a percentage here would be a share of the
+    limit); skipped with a warning where DuckDB refuses it (it caps the allocator at about 80 %
+    of the memory it sees, which a large limit or a small machine exceeds). An explicit value
+    DuckDB refuses is a configuration error."""
+    block = value.strip().lower()
+    if block in ("off", "0", "", "false"):
+        return
+    if block == "auto":
+        block = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    try:
+        con.execute(f"SET block_allocator_memory = '{block}'")
+    except duckdb.Error as e:
+        if value.strip().lower() != "auto":
+            raise ConfigError(f"engine.block_allocator_memory = {value!r}: {e}") from e
+        get_logger("txh.engine").warning("engine.block_allocator_skipped", reason=str(e))
 
 
 T = TypeVar("T")

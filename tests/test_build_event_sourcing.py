@@ -263,12 +263,35 @@ def test_until_batch_reproduces_a_build_despite_backfilled_records(
     again = build(cfg, as_of=as_of, full=True, until_batch=3)
     assert digests(again.output_dir) == digests(before.output_dir)
     # a reproduction is not published: the warehouse and the status history stay as they were
-    assert not again.published and again.build_id != current
     assert read_current(Warehouse.from_config(cfg))["build_id"] == current
     assert layout.snapshot_files(cfg_root(cfg), "refractory_status") == history
+    assert not again.published and again.build_id != current
     published = build(cfg, as_of=as_of, full=True, until_batch=3, publish=True)
     assert published.published
     assert read_current(Warehouse.from_config(cfg))["build_id"] == published.build_id
+
+
+def test_unpublished_builds_do_not_push_published_builds_out(
+    tmp_path: Path, batches: list[Path]
+) -> None:
+    """build.keep_builds counts builds made to be published: a reproduction (--until-batch)
+    does not take the place of a published build that readers of an older warehouse file may
+    still use; it goes once older than the oldest kept published build."""
+    cfg = make_cfg(tmp_path / "wh", quality={"mostly": 0.0}, build={"keep_builds": 2})
+    ingest_all(cfg, batches[:3], datetime(2025, 1, 1))
+    wh = Warehouse.from_config(cfg)
+
+    def on_disk() -> list[str]:
+        return sorted(p.name for p in wh.builds_dir.iterdir() if p.name[:6].isdigit())
+
+    b1 = build(cfg, as_of=AS_OF, full=True).build_id
+    b2 = build(cfg, as_of=AS_OF + timedelta(days=1), full=True).build_id
+    b3 = build(cfg, as_of=AS_OF, until_batch=2)
+    assert not b3.published
+    b4 = build(cfg, as_of=AS_OF + timedelta(days=2), full=True).build_id
+    assert on_disk() == [b2, b3.build_id, b4]
+    b5 = build(cfg, as_of=AS_OF + timedelta(days=3), full=True).build_id
+    assert on_disk() == [b4, b5] and b1 not in on_disk()
 
 
 def test_same_log_gives_identical_parquet(tmp_path: Path, batches: list[Path]) -> None:

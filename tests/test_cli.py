@@ -66,10 +66,10 @@ def test_build_until_batch_reproduces_without_publishing_unless_asked(tmp_path: 
     assert pointer() == current["build_id"]
     r = txh("build", "--json", "--as-of", "2024-06-30", "--until-batch", "1", wh=wh)
     assert r.returncode == 0, r.stderr
+    assert pointer() == current["build_id"]
     repro = json.loads(r.stdout)
     assert not repro["published"] and repro["build_id"] != current["build_id"]
     assert Path(repro["output_dir"]).is_dir()
-    assert pointer() == current["build_id"]
     r = txh("build", "--json", "--as-of", "2024-06-30", "--until-batch", "1", "--publish", wh=wh)
     published = json.loads(r.stdout)
     assert published["published"] and pointer() == published["build_id"]

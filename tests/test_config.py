@@ -110,3 +110,37 @@ def test_block_allocator_follows_the_connections_memory_limit_and_can_be_off(
     assert settings(off)[1] == "0 bytes"
     fixed = load_config(warehouse=str(tmp_path / "w"), engine={"block_allocator_memory": "512MB"})
     assert settings(fixed)[1].startswith("488")  # 512 MB shown in MiB
+
+
+def test_block_allocator_never_breaks_a_valid_memory_limit(tmp_path: Path) -> None:
+    """DuckDB caps its block allocator at about 80 % of the memory it sees: with a memory limit
+    of 90 % of RAM, `auto` is skipped and the connection works; an explicit value DuckDB
+    refuses is a configuration error naming the setting; `off` unquoted in YAML (false) works."""
+    from pipelines.warehouse import connect
+
+    cfg = load_config(warehouse=str(tmp_path / "w"), engine={"memory_limit": "90%"})
+    con = connect(cfg)
+    try:
+        assert con.execute("SELECT 1").fetchone() == (1,)
+        block = con.execute("SELECT current_setting('block_allocator_memory')").fetchone()[0]
+    finally:
+        con.close()
+    assert block == "0 bytes"
+    # a percentage limit: `auto` takes the limit DuckDB resolved, not a share of it
+    cfg = load_config(warehouse=str(tmp_path / "w"), engine={"memory_limit": "20%"})
+    con = connect(cfg)
+    try:
+        limit, block = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('block_allocator_memory')"
+        ).fetchone()
+    finally:
+        con.close()
+    gib = {"GiB": 1.0, "MiB": 1 / 1024}
+    as_gib = [float(v.split()[0]) * gib[v.split()[1]] for v in (limit, block)]
+    assert abs(as_gib[0] - as_gib[1]) <= 0.03 * as_gib[0]  # shown rounded to 0.1 GiB
+    huge = load_config(warehouse=str(tmp_path / "w"), engine={"block_allocator_memory": "100TB"})
+    with pytest.raises(ConfigError, match="engine.block_allocator_memory"):
+        connect(huge)
+    p = tmp_path / "c.yaml"
+    p.write_text("engine: {block_allocator_memory: off}\n")
+    assert load_config(p).engine.block_allocator_memory == "off"

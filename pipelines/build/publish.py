@@ -10,6 +10,7 @@ The file is written in DuckDB storage format v1.5.0 so analysts on DuckDB 1.5+ c
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -152,9 +153,26 @@ def publish_build(
     return wh.duckdb_path
 
 
+def _built_to_publish(build_dir: Path) -> bool:
+    """Whether a build was made to be published (builds before the ``publish`` key: yes)."""
+    try:
+        return bool(json.loads((build_dir / "build.json").read_text()).get("publish", True))
+    except (OSError, ValueError):
+        return True
+
+
 def prune_builds(wh: Warehouse, keep_n: int, keep: set[str]) -> None:
+    """Keep the ``keep_n`` latest builds made to be published, and every build after the oldest
+    of them (unpublished reproductions and report builds do not push published builds out,
+    whose files readers of an older warehouse file may still use); remove the rest."""
     builds = sorted(p for p in wh.builds_dir.iterdir() if p.is_dir() and p.name[:6].isdigit())
-    for p in builds[:-keep_n] if keep_n > 0 else builds:
+    published = [p for p in builds if _built_to_publish(p)]
+    if keep_n > 0:
+        oldest = published[-keep_n].name if len(published) >= keep_n else ""
+        drop = [p for p in builds if p.name < oldest]
+    else:
+        drop = builds
+    for p in drop:
         if p.name not in keep:
             shutil.rmtree(p, ignore_errors=True)
     kept = sorted(p.name for p in wh.builds_dir.iterdir() if p.is_dir() and p.name[:6].isdigit())

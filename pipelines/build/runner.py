@@ -322,11 +322,10 @@ def write_and_swap(
     path: Path,
     step: StepStats,
     source: str | None = None,
-    relation: str | None = None,
 ) -> None:
     """Write the model's table (or ``source``) to ``path`` as soon as it is computed, record the
     write time, drop the in-memory table and leave a view of the model's name over the Parquet
-    (or over ``relation``, the table's parts when ``path`` is a delta part): later models read
+    (in an incremental build, the delta part: the recomputed patients' rows): later models read
     it from disk, so DuckDB's memory holds only the table being built (at 10M events, keeping
     every table in memory until the end made later steps spill: 392 s -> 213 s with this and
     the memory limit at half the RAM)."""
@@ -334,8 +333,7 @@ def write_and_swap(
     write_parquet(con, model, path, source=source)
     step.write_seconds = round(time.perf_counter() - tw, 3)
     con.execute(f"DROP TABLE {source or model.name}")
-    rel = relation or f"read_parquet({sql_literal(str(path))})"
-    con.execute(f"CREATE VIEW {model.name} AS SELECT * FROM {rel}")
+    con.execute(f"CREATE VIEW {model.name} AS SELECT * FROM read_parquet({sql_literal(str(path))})")
 
 
 def select_models(models: list[Model], skip: list[str] | tuple[str, ...]) -> list[Model]:
@@ -501,6 +499,9 @@ def _build_locked(
             "mode_reason": reason,
             "max_batch_id": max_batch,
             "until_batch": until_batch,
+            # built to be published (pruning keeps build.keep_builds of those; a reproduction or
+            # a report's build of another date does not take their place)
+            "publish": publish,
             "affected_patients": affected_n,
             "fingerprint": fingerprint,
             "parameters": params_dict(cfg),
