@@ -638,7 +638,6 @@ def _incremental(
     n_deltas = max((len(v) for v in prev_manifest.get("deltas", {}).values()), default=0)
     compact = n_deltas + 1 > cfg.build.max_delta_parts
     info: dict[str, Any] = {"compacted": compact}
-    after: Callable[[Model, StepStats], None] | None = None
     if not compact:
         # the last build that recomputed each patient: the previous record, this build's
         # affected patients now pointing here
@@ -657,19 +656,17 @@ def _incremental(
         )
         info["recomputed"] = layout.RECOMPUTED
         info["deltas"] = {}
-        bases: dict[str, str] = {}
 
-        def after(m: Model, step: StepStats) -> None:
-            # as in a full build, each table is written as soon as it is computed and the next
-            # models read it from its Parquet (here the delta part: the recomputed patients'
-            # rows), so DuckDB's memory holds only the table being built
-            base, *old_deltas = layout.table_files(prev_dir, m.name, prev_manifest)
-            for f in (base, *old_deltas):
-                layout.link_or_copy(f, out_dir / f.name)
-            delta = layout.delta_file(m.name, build_id)
-            bases[m.name] = base.name
-            info["deltas"][m.name] = [*(f.name for f in old_deltas), delta]
-            write_and_swap(con, m, out_dir / delta, step)
+    def write_delta(m: Model, step: StepStats) -> None:
+        # as in a full build, each table is written as soon as it is computed and the next
+        # models read it from its Parquet (here the delta part: the recomputed patients' rows),
+        # so DuckDB's memory holds only the table being built
+        base, *old_deltas = layout.table_files(prev_dir, m.name, prev_manifest)
+        for f in (base, *old_deltas):
+            layout.link_or_copy(f, out_dir / f.name)
+        delta = layout.delta_file(m.name, build_id)
+        info["deltas"][m.name] = [*(f.name for f in old_deltas), delta]
+        write_and_swap(con, m, out_dir / delta, step)
 
     steps = run_models(
         con,
@@ -678,7 +675,7 @@ def _incremental(
         previous=lambda m: provide_previous(
             con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of), "affected"
         ),
-        after=after,
+        after=None if compact else write_delta,
     )
     for s in steps:
         for a in s.attrition:
@@ -701,10 +698,9 @@ def _incremental(
             step.rows, step.patients = table_stats(con, m.name, True)
     else:
         # the cohort models read every patient's rows: each table's parts, latest per patient
+        parts = {"tables": prev_manifest.get("tables", {}), **info}
         for m in per_patient:
-            rel = layout.table_relation(
-                out_dir, m.name, {"tables": {m.name: bases[m.name]}, **info}
-            )
+            rel = layout.table_relation(out_dir, m.name, parts)
             con.execute(f"CREATE OR REPLACE VIEW {m.name} AS SELECT * FROM {rel}")
             step = by_name[m.name]
             step.rows, step.patients = table_stats(con, m.name, True)
