@@ -23,9 +23,12 @@
 -- Carry-over (CMA5..CMA9) uses the closed form of adherence_episode_spans (Lindley's recursion
 -- in drug-amount units), with cma_carry_only_for_same_medication / cma_consider_dosage_change.
 -- CMA7/CMA8 need, per window, the dispensings inside it and the last one before it, never a
--- per-day expansion. Sums of fractional days are exact (DECIMAL(38,9), 1e-9 day) so the result
+-- per-day expansion. Sums of fractional days are exact (decimals of 1e-9 day) so the result
 -- does not depend on thread scheduling (incremental builds equal full rebuilds) without the
--- cost of ordered aggregates.
+-- cost of ordered aggregates. The per-dispensing running sums are kept as DECIMAL(18,9), 64-bit
+-- integers (up to a billion days: a follow-up's supply is at most its dispensings x
+-- ingest.max_days_supply), not the DECIMAL(38,9) a sum returns: at 10M events this halved
+-- what the query spilled to disk (20.9M rows).
 -- Evaluation: groups, follow-up windows and windows get integer keys, so window functions and
 -- joins partition and sort on integers and carry no text. What no follow-up window changes (next
 -- dispensing, runs of one medication, last / next known dose) is computed once per dispensing of
@@ -270,7 +273,7 @@ followup_terms as (
         case
             when interval_days > 0
             then cast((1 - gap_days / interval_days)
-                * greatest(0, (event_day + interval_days) - event_day) as decimal(38, 9))
+                * greatest(0, (event_day + interval_days) - event_day) as decimal(18, 9))
             else 0
         end as cma9_days
     from followup_gaps
@@ -286,10 +289,11 @@ followup_chain as (
         max(supply_end_day) over (w rows unbounded preceding) as supply_end_day_so_far,
         next_event_day is distinct from event_day as is_last_of_day,
         lead(carry_in_days) over w as next_carry_in_days,
-        sum(cast(duration_days as decimal(38, 9))) over (w rows unbounded preceding)
-            as cum_supply_days,
-        sum(cast(gap_days as decimal(38, 9))) over (w rows unbounded preceding) as cum_gap_days,
-        sum(cma9_days) over (w rows unbounded preceding) as cum_cma9_days
+        cast(sum(cast(duration_days as decimal(18, 9))) over (w rows unbounded preceding)
+            as decimal(18, 9)) as cum_supply_days,
+        cast(sum(cast(gap_days as decimal(18, 9))) over (w rows unbounded preceding)
+            as decimal(18, 9)) as cum_gap_days,
+        cast(sum(cma9_days) over (w rows unbounded preceding) as decimal(18, 9)) as cum_cma9_days
     from followup_terms
     window w as (partition by followup_key order by event_seq)
 ),
