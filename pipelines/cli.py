@@ -297,7 +297,10 @@ def build(
     if json_out:
         out.print_json(json.dumps(summary))
         return
-    t = Table(title=f"build {res.build_id} ({res.mode}) as of {res.as_of:%Y-%m-%d %H:%M:%S}")
+    t = Table(
+        title=f"build {res.build_id} ({res.mode}) as of {res.as_of:%Y-%m-%d %H:%M:%S}, "
+        f"log batches up to {res.max_batch_id}"
+    )
     for col in ("table", "rows", "patients", "seconds"):
         t.add_column(col, justify="left" if col == "table" else "right")
     for s in res.steps:

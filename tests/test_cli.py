@@ -58,7 +58,7 @@ def test_build_until_batch_reproduces_without_publishing_unless_asked(tmp_path: 
     for f in (first, second):
         assert txh("ingest", str(f), wh=wh).returncode == 0
     current = json.loads(txh("build", "--json", "--as-of", "2024-06-30", wh=wh).stdout)
-    assert current["published"]
+    assert current["published"] and current["max_batch_id"] == 2
 
     def pointer() -> str:
         return json.loads((wh / "CURRENT").read_text())["build_id"]
@@ -69,6 +69,7 @@ def test_build_until_batch_reproduces_without_publishing_unless_asked(tmp_path: 
     assert pointer() == current["build_id"]
     repro = json.loads(r.stdout)
     assert not repro["published"] and repro["build_id"] != current["build_id"]
+    assert repro["max_batch_id"] == 1  # the summary says which part of the log it read
     assert Path(repro["output_dir"]).is_dir()
     r = txh("build", "--json", "--as-of", "2024-06-30", "--until-batch", "1", "--publish", wh=wh)
     published = json.loads(r.stdout)

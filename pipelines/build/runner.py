@@ -79,6 +79,7 @@ class BuildResult:
     timings: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     published: bool = False  # the warehouse points at this build (also when it was unchanged)
+    max_batch_id: int | None = None  # the last log batch the build read (--until-batch or all)
 
     def summary(self) -> dict[str, Any]:
         """Machine-readable summary (``txh build --json`` and the run record's ``build``)."""
@@ -89,6 +90,7 @@ class BuildResult:
             "reason": self.reason,
             "affected_patients": self.affected_patients,
             "published": self.published,
+            "max_batch_id": self.max_batch_id,
             "output_dir": str(self.output_dir),
             "steps": [
                 {
@@ -461,6 +463,7 @@ def _build_locked(
                     affected_patients=0,
                     timings={"total": time.perf_counter() - t0},
                     published=True,
+                    max_batch_id=prev.get("max_batch_id"),
                 )
         build_id = _next_build_id(wh)
         tmp_dir = wh.builds_dir / f".tmp-{build_id}"
@@ -540,6 +543,7 @@ def _build_locked(
         affected_patients=affected_n,
         timings=timings,
         published=publish,
+        max_batch_id=max_batch,
     )
     log.info("build.done", build_id=build_id, mode=mode, seconds=round(res.timings["total"], 2))
     return res
