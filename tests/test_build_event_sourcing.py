@@ -449,3 +449,29 @@ def test_skip_models_rejects_an_unknown_table(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path / "wh", build={"skip_models": ["no_such_table"]})
     with pytest.raises(ConfigError, match="no_such_table"):
         build(cfg, as_of=AS_OF, full=True)
+
+
+def test_status_snapshot_is_on_disk_before_it_is_named(
+    tmp_path: Path, batches: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot is what the next build compares with (status_changes): like every published
+    file it is synced to disk under its temporary name before the rename makes it visible, so a
+    power cut cannot leave a named but empty snapshot."""
+    from pipelines.build import runner
+
+    cfg = make_cfg(tmp_path / "wh", quality={"mostly": 0.0})
+    ingest_all(cfg, batches[:1], datetime(2025, 1, 1))
+    synced: list[str] = []
+    named: list[tuple[str, str, bool]] = []
+    real_replace = os.replace
+
+    def replace(src, dst) -> None:
+        named.append((Path(src).name, Path(dst).name, Path(src).name in synced))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(runner, "fsync_file", lambda p: synced.append(Path(p).name))
+    monkeypatch.setattr(runner.os, "replace", replace)
+    build(cfg, as_of=AS_OF, full=True)
+    snapshots = [n for n in named if n[1].startswith("as_of_date=")]
+    assert snapshots, "the build saved no status snapshot"
+    assert all(was_synced for _, _, was_synced in snapshots), snapshots

@@ -27,6 +27,7 @@ from pipelines.warehouse import (
     atomic_write_json,
     fault_point,
     fsync_dir,
+    fsync_file,
     sql_literal,
 )
 
@@ -139,11 +140,7 @@ def publish_build(
     atomic_write_bytes(wh.root / "data_dictionary.html", render_data_dictionary_html().encode())
     tmp = wh.root / f".tmp-warehouse-{build_id}.duckdb"
     write_duckdb(tmp, wh, build_dir, models, extra)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(tmp)
     fault_point("publish.before_duckdb_replace")
     os.replace(tmp, wh.duckdb_path)
     fsync_dir(wh.root)

@@ -45,6 +45,8 @@ from pipelines.warehouse import (
     atomic_write_json,
     connect,
     fault_point,
+    fsync_dir,
+    fsync_file,
     resolve_memory_limit,
     sql_literal,
 )
@@ -264,7 +266,10 @@ def save_snapshots(wh: Warehouse, models: list[Model], build_dir: Path, as_of: d
                 )
         else:
             shutil.copyfile(build_dir / f"{name}.parquet", tmp)
+        # durable before it is named (like every published file): a later build compares to it
+        fsync_file(tmp)
         os.replace(tmp, dst)
+        fsync_dir(dst.parent)
 
 
 def run_models(

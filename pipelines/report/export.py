@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipelines.config import ConfigError
-from pipelines.warehouse import fsync_dir
+from pipelines.warehouse import fsync_dir, fsync_file
 
 FORMATS = ("csv", "parquet")
 
@@ -87,11 +87,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        fd = os.open(tmp_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp_path)
         os.chmod(tmp_path, 0o644 & ~_umask())
         os.replace(tmp_path, path)
         fsync_dir(path.parent)
