@@ -40,22 +40,36 @@ changed as (
         or p.misdiagnosis_suspected is distinct from n.misdiagnosis_suspected
 ),
 
--- events recorded after the previous snapshot (what became known in between)
+-- events recorded after the previous snapshot (what became known in between): the latest
+-- status_changes_max_events_listed of them listed in recorded order, all of them counted
 new_events as (
     select
         e.patient_id,
-        string_agg(
+        max_by(
             e.event_type || ' ' || cast(e.occurred_at as date)
             || ' (recorded ' || cast(e.recorded_at as date) || ')'
-            || coalesce(' ' || coalesce(e.drug, e.measure, e.response, e.revised_to, e.target_event_id), ''),
-            '; ' order by e.recorded_at, e.ingest_seq
-        ) as events_since_previous,
+            || coalesce(' ' || coalesce(e.drug, e.measure, e.response, e.revised_to, e.target_event_id, e.condition), ''),
+            (e.recorded_at, e.ingest_seq),
+            getvariable('status_changes_max_events_listed')
+        ) as latest_events,
         count(*) as n_events_since_previous
     from log_events as e
     semi join changed as c on c.patient_id = e.patient_id
     cross join previous_date as d
     where d.previous_as_of_date is null or cast(e.recorded_at as date) > d.previous_as_of_date
     group by e.patient_id
+),
+
+new_events_listed as (
+    select
+        patient_id,
+        n_events_since_previous,
+        case
+            when n_events_since_previous > len(latest_events)
+                then '[' || (n_events_since_previous - len(latest_events)) || ' earlier not listed] '
+            else ''
+        end || array_to_string(list_reverse(latest_events), '; ') as events_since_previous
+    from new_events
 ),
 
 final as (
@@ -74,7 +88,7 @@ final as (
         ne.events_since_previous,
         c.evidence
     from changed as c
-    left join new_events as ne using (patient_id)
+    left join new_events_listed as ne using (patient_id)
 )
 
 select * from final
