@@ -308,14 +308,14 @@ def connect(
     con.execute("SET enable_progress_bar = false")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(
-        f"SET memory_limit = '{resolve_memory_limit(memory_limit or cfg.engine.memory_limit)}'"
+        f"SET memory_limit = {sql_literal(resolve_memory_limit(memory_limit or cfg.engine.memory_limit))}"
     )
     _set_block_allocator(con, cfg.engine.block_allocator_memory)
     if cfg.engine.threads:
         con.execute(f"SET threads = {int(cfg.engine.threads)}")
     temp = cfg.engine.temp_directory or str((wh or Warehouse.from_config(cfg)).tmp_dir / "duckdb")
     Path(temp).mkdir(parents=True, exist_ok=True)
-    con.execute(f"SET temp_directory = '{temp}'")
+    con.execute(f"SET temp_directory = {sql_literal(temp)}")
     con.execute("SET preserve_insertion_order = true")
     return con
 
@@ -332,7 +332,7 @@ def _set_block_allocator(con: duckdb.DuckDBPyConnection, value: str) -> None:
     if block == "auto":
         block = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     try:
-        con.execute(f"SET block_allocator_memory = '{block}'")
+        con.execute(f"SET block_allocator_memory = {sql_literal(block)}")
     except duckdb.Error as e:
         if value.strip().lower() != "auto":
             raise ConfigError(f"engine.block_allocator_memory = {value!r}: {e}") from e

@@ -1148,8 +1148,11 @@ def test_run_records_the_reports_step(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_txh_run_end_to_end_on_a_generated_cohort(tmp_path: Path) -> None:
+    """End to end in folders whose names hold a quote and a space (paths reach DuckDB as SQL
+    string literals: the warehouse's spill folder, the inputs, the published files)."""
     if importlib.util.find_spec("pipelines.generate") is None:
         pytest.skip("pipelines.generate has not landed yet")
+    tmp_path = tmp_path / "o'neil data"
     gen = tmp_path / "gen"
     r = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(gen), "--patients", "120"],

@@ -28,6 +28,7 @@ import duckdb
 
 from pipelines.adapters.base import AdapterResult, convert
 from pipelines.adapters.options import AdapterOptions
+from pipelines.warehouse import sql_literal
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EXTERNAL = REPO_ROOT.parent / "shared" / "external"
@@ -180,7 +181,7 @@ def bor_comparison(events_path: Path, adrs_csv: Path, *, source_categories: bool
     rows = con.execute(f"""
         SELECT patient_id, event_type, CAST(occurred_at AS DATE), response,
                json_extract_string(_extra, '$.response_source')
-        FROM read_parquet('{events_path}')
+        FROM read_parquet({sql_literal(events_path)})
         WHERE event_type IN ('response_assessed', 'enrolled')
     """).fetchall()
     reference: dict[str, date] = {}
@@ -194,7 +195,7 @@ def bor_comparison(events_path: Path, adrs_csv: Path, *, source_categories: bool
             resp = "non-cr/non-pd"
         assessments.setdefault(pid, []).append(Assessment(day, resp))
     adam = con.execute(f"""
-        SELECT USUBJID, PARAMCD, AVALC, ADT FROM read_csv('{adrs_csv}', all_varchar=true)
+        SELECT USUBJID, PARAMCD, AVALC, ADT FROM read_csv({sql_literal(adrs_csv)}, all_varchar=true)
         WHERE PARAMCD IN ('BOR', 'CBOR')
     """).fetchall()
     expected: dict[tuple[str, str], tuple[str, str | None]] = {
@@ -242,7 +243,7 @@ def ds_reason_table(result: AdapterResult) -> list[dict[str, Any]]:
     rows = con.execute(f"""
         SELECT json_extract_string(_extra, '$.dsdecod') AS dsdecod, reason,
                count(*) AS stopped_events, count(DISTINCT patient_id) AS subjects
-        FROM read_parquet('{result.events_path}') WHERE event_type = 'stopped'
+        FROM read_parquet({sql_literal(result.events_path)}) WHERE event_type = 'stopped'
         GROUP BY ALL ORDER BY stopped_events DESC, dsdecod
     """).fetchall()
     return [
@@ -267,7 +268,7 @@ def omop_era_comparison(result: AdapterResult, omop_dir: Path) -> dict[str, Any]
         CREATE TABLE mapped AS
         SELECT drug, json_extract_string(_extra, '$.omop_concept_id') AS concept_id,
                _source_row
-        FROM read_parquet('{result.events_path}')
+        FROM read_parquet({sql_literal(result.events_path)})
         WHERE _source_file LIKE '%drug_exposure%' AND event_type <> 'stopped'
     """)
     names_ok = False
@@ -332,8 +333,8 @@ def omop_era_comparison(result: AdapterResult, omop_dir: Path) -> dict[str, Any]
 
 def _rel(path: Path) -> str:
     if path.name.lower().endswith(".parquet"):
-        return f"read_parquet('{path}')"
-    return f"read_csv('{path}', all_varchar=true, header=true)"
+        return f"read_parquet({sql_literal(path)})"
+    return f"read_csv({sql_literal(path)}, all_varchar=true, header=true)"
 
 
 # -- ingest (optional) ----------------------------------------------------------------------------
