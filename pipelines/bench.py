@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 
 from pipelines.config import REPO_ROOT
+from pipelines.warehouse import sql_literal
 
 AS_OF = "2025-01-31T00:00:00"
 FLOOR_RUNS = 3  # the I/O floors are measured this many times; ratios use the median
@@ -62,12 +63,14 @@ def io_floor_inputs(files: list[Path], out: Path) -> float:
     for i, f in enumerate(files):
         name = f.name.lower()
         if name.endswith(".csv"):
-            src = f"read_csv('{f}', all_varchar=true, header=true)"
+            src = f"read_csv({sql_literal(f)}, all_varchar=true, header=true)"
         elif name.endswith((".jsonl", ".ndjson")):
-            src = f"read_json('{f}', format='newline_delimited')"
+            src = f"read_json({sql_literal(f)}, format='newline_delimited')"
         else:
-            src = f"read_parquet('{f}')"
-        con.execute(f"COPY (SELECT * FROM {src}) TO '{out}/floor_{i}.parquet' (FORMAT parquet)")
+            src = f"read_parquet({sql_literal(f)})"
+        con.execute(
+            f"COPY (SELECT * FROM {src}) TO {sql_literal(out / f'floor_{i}.parquet')} (FORMAT parquet)"
+        )
     secs = time.perf_counter() - t
     con.close()
     return secs
@@ -75,11 +78,11 @@ def io_floor_inputs(files: list[Path], out: Path) -> float:
 
 def io_floor_log(wh: Path, out: Path) -> float:
     files = sorted(wh.glob("log/events/batch=*/*.parquet"))
-    lst = "[" + ", ".join(f"'{f}'" for f in files) + "]"
+    lst = "[" + ", ".join(sql_literal(f) for f in files) + "]"
     con = duckdb.connect()
     t = time.perf_counter()
     con.execute(
-        f"COPY (SELECT * FROM read_parquet({lst})) TO '{out}/floor_log.parquet' (FORMAT parquet)"
+        f"COPY (SELECT * FROM read_parquet({lst})) TO {sql_literal(out / 'floor_log.parquet')} (FORMAT parquet)"
     )
     secs = time.perf_counter() - t
     con.close()
@@ -214,7 +217,9 @@ def _delivery_order(cohort: Path) -> list[Path]:
     """Delivery files in the order they were delivered (from the generator's truth folder)."""
     idx = cohort / "truth" / "deliveries.csv"
     con = duckdb.connect()
-    rows = con.execute(f"SELECT file FROM read_csv('{idx}') ORDER BY delivery_seq").fetchall()
+    rows = con.execute(
+        f"SELECT file FROM read_csv({sql_literal(idx)}) ORDER BY delivery_seq"
+    ).fetchall()
     return [cohort / "deliveries" / Path(r[0]).name for r in rows]
 
 
