@@ -475,3 +475,46 @@ def test_status_snapshot_is_on_disk_before_it_is_named(
     snapshots = [n for n in named if n[1].startswith("as_of_date=")]
     assert snapshots, "the build saved no status snapshot"
     assert all(was_synced for _, _, was_synced in snapshots), snapshots
+
+
+def test_full_build_in_patient_buckets_equals_one_group(
+    tmp_path: Path, batches: list[Path]
+) -> None:
+    """build.patient_buckets computes a full build's per-patient tables for one group of patients
+    at a time (for cohorts that outgrow memory): every table holds the same rows in the same
+    order as a build of all patients at once, the steps record the same counts and attrition,
+    and status_changes compares with the same earlier snapshot."""
+    t0 = datetime(2025, 1, 1)
+    results = {}
+    for name, buckets in (("one", 1), ("four", 4)):
+        cfg = make_cfg(tmp_path / name, quality={"mostly": 0.0}, build={"patient_buckets": buckets})
+        ingest_all(cfg, batches[:5], t0)
+        build(cfg, as_of=AS_OF - timedelta(days=30), full=True)  # the snapshot compared with
+        ingest_all(cfg, batches[5:], t0 + timedelta(days=1))
+        results[name] = build(cfg, as_of=AS_OF, full=True)
+    one, four = results["one"], results["four"]
+    files = sorted(p.name for p in one.output_dir.glob("*.parquet"))
+    assert files == sorted(p.name for p in four.output_dir.glob("*.parquet"))
+    assert not (four.output_dir / ".parts").exists()
+    con = duckdb.connect()
+    for f in files:
+        rows = [
+            con.execute(f"SELECT * FROM read_parquet('{d / f}')").fetchall()
+            for d in (one.output_dir, four.output_dir)
+        ]
+        assert rows[0] == rows[1], f
+    changes = con.execute(
+        f"SELECT count(*) FROM read_parquet('{four.output_dir / 'status_changes.parquet'}') "
+        "WHERE previous_as_of_date IS NOT NULL"
+    ).fetchone()[0]
+    assert changes > 0, "no status change against the earlier snapshot: the test shows nothing"
+
+    def counts(res) -> dict:
+        return {
+            s.name: (s.rows, s.patients, s.inputs, [a["rows"] for a in s.attrition])
+            for s in res.steps
+        }
+
+    assert counts(four) == counts(one)
+    manifest = json.loads((four.output_dir / "build.json").read_text())
+    assert manifest["patient_buckets"] == 4

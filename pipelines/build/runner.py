@@ -280,9 +280,12 @@ def run_models(
     with_attrition: bool = True,
     previous: Callable[[Model], None] | None = None,
     after: Callable[[Model, StepStats], None] | None = None,
+    known: dict[str, tuple[int, int | None]] | None = None,
 ) -> list[StepStats]:
+    """Run ``models`` in order; each step records its rows and patients and those of its
+    inputs (``known``: counts of tables built before, e.g. by an earlier pass)."""
     stats: list[StepStats] = []
-    known: dict[str, tuple[int, int | None]] = {}
+    known = dict(known or {})
     for i, m in enumerate(models):
         progress(f"build {m.name}", i / max(len(models), 1))
         if m.previous_snapshot_of:
@@ -482,7 +485,12 @@ def _build_locked(
             affected_patients=affected_n,
         )
         layout_info: dict[str, Any] = {}
-        if mode == "full":
+        if mode == "full" and cfg.build.patient_buckets > 1:
+            steps = _full_in_buckets(
+                con, wh, models, fbv, tmp_dir, progress, as_of, cfg.build.patient_buckets
+            )
+            layout_info["patient_buckets"] = cfg.build.patient_buckets
+        elif mode == "full":
             create_log_view(con, fbv)
             steps = run_models(
                 con,
@@ -719,8 +727,120 @@ def _incremental(
         cohort,
         progress,
         after=lambda m, step: write_and_swap(con, m, out_dir / f"{m.name}.parquet", step),
+        known={s.name: (s.rows, s.patients) for s in steps},
     )
     return steps + cohort_steps, info
+
+
+def _full_in_buckets(
+    con: duckdb.DuckDBPyConnection,
+    wh: Warehouse,
+    models: list[Model],
+    fbv: dict[int, list[Path]],
+    out_dir: Path,
+    progress: Progress,
+    as_of: datetime,
+    n_buckets: int,
+) -> list[StepStats]:
+    """A full build that computes the per-patient tables one group of patients at a time
+    (build.patient_buckets): the groups are contiguous ranges of patient ids, so each table's
+    parts, each sorted, joined in group order are the table in its order when it is ordered by
+    patient first (else it is sorted again). Per-patient tables depend only on the patient's
+    events, as incremental builds already rely on; the cohort tables then read the whole
+    tables. The steps' counts, times and attrition are the sums over the groups."""
+    per_patient = [m for m in models if m.per_patient]
+    cohort = [m for m in models if not m.per_patient]
+    create_log_view(con, fbv)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE patient_bucket AS
+        SELECT patient_id, ntile({int(n_buckets)}) OVER (ORDER BY patient_id) - 1 AS bucket
+        FROM (SELECT DISTINCT patient_id FROM log_events)
+    """)
+    parts_dir = out_dir / ".parts"
+    parts_dir.mkdir()
+    merged: dict[str, StepStats] = {}
+    for k in range(n_buckets):
+        con.execute(
+            f"CREATE OR REPLACE TABLE bucket_patients AS "
+            f"SELECT patient_id FROM patient_bucket WHERE bucket = {k}"
+        )
+        for m in per_patient:  # the previous group's tables are views over its parts
+            con.execute(f"DROP VIEW IF EXISTS {m.name}")
+        create_log_view(con, fbv, patient_filter="bucket_patients")
+        steps = run_models(
+            con,
+            per_patient,
+            lambda what, f, k=k: progress(f"{what} (patients {k + 1}/{n_buckets})", f),
+            previous=lambda m: provide_previous(
+                con,
+                m,
+                previous_snapshot(wh, m.previous_snapshot_of or "", as_of),
+                "bucket_patients",
+            ),
+            after=lambda m, step, k=k: write_and_swap(
+                con, m, parts_dir / f"{m.name}.{k:05d}.parquet", step
+            ),
+        )
+        for st in steps:
+            _add_step(merged, st)
+    for m in per_patient:
+        con.execute(f"DROP VIEW IF EXISTS {m.name}")
+        parts = (
+            "["
+            + ", ".join(
+                sql_literal(str(parts_dir / f"{m.name}.{k:05d}.parquet")) for k in range(n_buckets)
+            )
+            + "]"
+        )
+        path = out_dir / f"{m.name}.parquet"
+        tw = time.perf_counter()
+        if m.order_by[0] == "patient_id":
+            # in file order (insertion order is kept): already the table's order
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({parts})) TO {sql_literal(str(path))} "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
+        else:
+            write_parquet(con, m, path, source=f"read_parquet({parts})")
+        merged[m.name].write_seconds = round(
+            merged[m.name].write_seconds + time.perf_counter() - tw, 3
+        )
+        con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet({sql_literal(str(path))})")
+    shutil.rmtree(parts_dir)
+    create_log_view(con, fbv)  # cohort models see the whole log
+    con.execute("DROP TABLE IF EXISTS bucket_patients")
+    # a step's input counts: whole tables, as in a one-group build
+    known = {m.name: (merged[m.name].rows, merged[m.name].patients) for m in per_patient}
+    if any("log_events" in st.inputs for st in merged.values()):
+        known["log_events"] = table_stats(con, "log_events", True)
+    for st in merged.values():
+        for d in st.inputs:
+            if d in known:
+                st.inputs[d] = {"rows": known[d][0], "patients": known[d][1]}
+    cohort_steps = run_models(
+        con,
+        cohort,
+        progress,
+        after=lambda m, step: write_and_swap(con, m, out_dir / f"{m.name}.parquet", step),
+        known=known,
+    )
+    return list(merged.values()) + cohort_steps
+
+
+def _add_step(merged: dict[str, StepStats], st: StepStats) -> None:
+    """Add one group's step to the build's: rows, patients (the groups are disjoint), times
+    and attrition rows summed."""
+    have = merged.get(st.name)
+    if have is None:
+        merged[st.name] = st
+        return
+    have.rows += st.rows
+    if have.patients is not None and st.patients is not None:
+        have.patients += st.patients
+    have.seconds = round(have.seconds + st.seconds, 3)
+    have.write_seconds = round(have.write_seconds + st.write_seconds, 3)
+    for a, b in zip(have.attrition, st.attrition, strict=True):
+        a["rows"] += b["rows"]
 
 
 def render_dry_run(cfg: Config, as_of: datetime, out_dir: Path) -> list[Path]:
