@@ -518,3 +518,25 @@ def test_full_build_in_patient_buckets_equals_one_group(
     assert counts(four) == counts(one)
     manifest = json.loads((four.output_dir / "build.json").read_text())
     assert manifest["patient_buckets"] == 4
+
+
+def test_a_model_out_of_memory_names_the_setting_that_splits_the_build(tmp_path: Path) -> None:
+    """When DuckDB runs out of memory in a per-patient table, the error says which setting
+    lets a full build compute it for a group of patients at a time."""
+    import dataclasses as dc
+
+    from pipelines.build.models import load_models
+    from pipelines.build.runner import ModelError, run_model
+
+    sql = tmp_path / "big.sql"
+    sql.write_text("SELECT * FROM range(20000000) AS t(i) ORDER BY hash(i)")
+    model = next(m for m in load_models() if m.name == "exposures")
+    model = dc.replace(model, name="big", sql_path=sql)
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '32MB'")
+    con.execute("SET temp_directory = ''")  # no spilling: the sort cannot fit
+    with pytest.raises(ModelError, match="build.patient_buckets"):
+        run_model(con, model)
+    with pytest.raises(ModelError) as not_per_patient:
+        run_model(con, dc.replace(model, per_patient=False))
+    assert "patient_buckets" not in str(not_per_patient.value)

@@ -200,8 +200,14 @@ def run_model(con: duckdb.DuckDBPyConnection, model: Model) -> float:
     try:
         con.execute(f"CREATE OR REPLACE TABLE {model.name} AS\n{model.sql}")
     except duckdb.Error as e:
+        hint = (
+            "\nA full build can compute the per-patient tables for a group of patients at a "
+            "time: set build.patient_buckets (e.g. one group per 10M events)."
+            if isinstance(e, duckdb.OutOfMemoryException) and model.per_patient
+            else ""
+        )
         raise ModelError(
-            f"model {model.name} ({model.sql_path.name}) failed: {type(e).__name__}: {e}"
+            f"model {model.name} ({model.sql_path.name}) failed: {type(e).__name__}: {e}{hint}"
         ) from e
     return time.perf_counter() - t
 
