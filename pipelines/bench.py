@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 
 from pipelines.config import REPO_ROOT
-from pipelines.warehouse import sql_literal
+from pipelines.warehouse import sql_list, sql_literal
 
 AS_OF = "2025-01-31T00:00:00"
 FLOOR_RUNS = 3  # the I/O floors are measured this many times; ratios use the median
@@ -78,11 +78,10 @@ def io_floor_inputs(files: list[Path], out: Path) -> float:
 
 def io_floor_log(wh: Path, out: Path) -> float:
     files = sorted(wh.glob("log/events/batch=*/*.parquet"))
-    lst = "[" + ", ".join(sql_literal(f) for f in files) + "]"
     con = duckdb.connect()
     t = time.perf_counter()
     con.execute(
-        f"COPY (SELECT * FROM read_parquet({lst})) TO {sql_literal(out / 'floor_log.parquet')} (FORMAT parquet)"
+        f"COPY (SELECT * FROM read_parquet({sql_list(files)})) TO {sql_literal(out / 'floor_log.parquet')} (FORMAT parquet)"
     )
     secs = time.perf_counter() - t
     con.close()

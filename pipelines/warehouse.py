@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +61,11 @@ def fault_point(name: str) -> None:
 def sql_literal(s: object) -> str:
     """A SQL string literal (single quotes doubled)."""
     return "'" + str(s).replace("'", "''") + "'"
+
+
+def sql_list(items: Iterable[object]) -> str:
+    """A SQL list of string literals, e.g. the files of ``read_parquet([...])``."""
+    return "[" + ", ".join(sql_literal(i) for i in items) + "]"
 
 
 @dataclass(frozen=True)

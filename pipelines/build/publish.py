@@ -28,6 +28,7 @@ from pipelines.warehouse import (
     fault_point,
     fsync_dir,
     fsync_file,
+    sql_list,
     sql_literal,
 )
 
@@ -78,8 +79,7 @@ def write_duckdb(
                     con.execute(f"COMMENT ON COLUMN {m.name}.{col} IS {_comment(doc)}")
         events = sorted(wh.events_dir.glob("batch=*/*.parquet"))
         if events:
-            files = "[" + ", ".join(sql_literal(str(f)) for f in events) + "]"
-            con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({files})")
+            con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({sql_list(events)})")
             con.execute(
                 "COMMENT ON VIEW events IS 'The append-only event log: every accepted "
                 "event of every committed batch (corrections included, not applied; see "
@@ -100,9 +100,9 @@ def write_duckdb(
         ]
         for name, doc, files in views:
             if files:
-                lst = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
                 con.execute(
-                    f"CREATE VIEW {name} AS SELECT * FROM read_parquet({lst}, union_by_name=true)"
+                    f"CREATE VIEW {name} AS SELECT * FROM read_parquet({sql_list(files)}, "
+                    "union_by_name=true)"
                 )
                 con.execute(f"COMMENT ON VIEW {name} IS {_comment(doc)}")
         runs = sorted(wh.runs_dir.glob("*.json"))

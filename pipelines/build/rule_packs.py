@@ -26,6 +26,7 @@ import yaml
 
 from pipelines.build import reference
 from pipelines.config import REPO_ROOT, TRANSFORMS_DIR, Config, ConfigError
+from pipelines.warehouse import sql_literal
 
 PACKS_DIR = TRANSFORMS_DIR / "rule_packs"
 OUTCOMES = ("response", "partial_response", "non_response", "undetermined")
@@ -302,22 +303,20 @@ def load_packs(cfg: Config) -> list[RulePack]:
     return [packs[c] for c in sorted(packs)]
 
 
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def efficacy_macro(packs: list[RulePack]) -> str:
     args = ", ".join(EVIDENCE)
     arms = []
     for p in packs:
         inner = " ".join(
             f"WHEN ({p.efficacy[o]}) THEN {{'outcome': '{o}', "
-            f"'rule': {_sql_str(f'{p.id} {p.version} efficacy.{o}: {p.efficacy_source[o]}')}}}"
+            f"'rule': {sql_literal(f'{p.id} {p.version} efficacy.{o}: {p.efficacy_source[o]}')}}}"
             for o in OUTCOMES
             if o in p.efficacy
         )
-        none = f"{{'outcome': 'undetermined', 'rule': {_sql_str(f'{p.id} {p.version}: no efficacy rule matched')}}}"
-        arms.append(f"WHEN condition = {_sql_str(p.condition)} THEN CASE {inner} ELSE {none} END")
+        none = f"{{'outcome': 'undetermined', 'rule': {sql_literal(f'{p.id} {p.version}: no efficacy rule matched')}}}"
+        arms.append(
+            f"WHEN condition = {sql_literal(p.condition)} THEN CASE {inner} ELSE {none} END"
+        )
     body = "CASE " + " ".join(arms) + " END" if arms else "NULL"
     return f"CREATE OR REPLACE MACRO rule_pack_efficacy(condition, {args}) AS {body}"
 

@@ -48,6 +48,7 @@ from pipelines.warehouse import (
     fsync_dir,
     fsync_file,
     resolve_memory_limit,
+    sql_list,
     sql_literal,
 )
 from schemas.contract import load_contract
@@ -322,12 +323,19 @@ def run_models(
 
 
 def write_parquet(
-    con: duckdb.DuckDBPyConnection, model: Model, path: Path, source: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    path: Path,
+    source: str | None = None,
+    *,
+    in_order: bool = False,
 ) -> None:
-    order = ", ".join(model.order_by)
+    """The model's table (or ``source``) as Parquet in the table's order; ``in_order``: the
+    source already is (its insertion order is kept), so it is not sorted again."""
+    order = "" if in_order else " ORDER BY " + ", ".join(model.order_by)
     src = source or model.name
     con.execute(
-        f"COPY (SELECT * FROM {src} ORDER BY {order}) TO {sql_literal(str(path))} "
+        f"COPY (SELECT * FROM {src}{order}) TO {sql_literal(str(path))} "
         "(FORMAT parquet, COMPRESSION zstd)"
     )
 
@@ -727,15 +735,31 @@ def _incremental(
             con.execute(f"CREATE OR REPLACE VIEW {m.name} AS SELECT * FROM {rel}")
             step = by_name[m.name]
             step.rows, step.patients = table_stats(con, m.name, True)
-    create_log_view(con, fbv)  # cohort models see the whole log
-    cohort_steps = run_models(
+    cohort_steps = _run_cohort_models(
+        con, cohort, fbv, out_dir, progress, {s.name: (s.rows, s.patients) for s in steps}
+    )
+    return steps + cohort_steps, info
+
+
+def _run_cohort_models(
+    con: duckdb.DuckDBPyConnection,
+    cohort: list[Model],
+    fbv: dict[int, list[Path]],
+    out_dir: Path,
+    progress: Progress,
+    known: dict[str, tuple[int, int | None]],
+) -> list[StepStats]:
+    """After the per-patient tables of a pass over part of the patients (incremental, grouped):
+    the cohort tables, over the whole log and the whole per-patient tables (``known``: their
+    counts), each written as soon as it is computed."""
+    create_log_view(con, fbv)
+    return run_models(
         con,
         cohort,
         progress,
         after=lambda m, step: write_and_swap(con, m, out_dir / f"{m.name}.parquet", step),
-        known={s.name: (s.rows, s.patients) for s in steps},
+        known=known,
     )
-    return steps + cohort_steps, info
 
 
 def _full_in_buckets(
@@ -765,6 +789,11 @@ def _full_in_buckets(
     parts_dir = out_dir / ".parts"
     parts_dir.mkdir()
     merged: dict[str, StepStats] = {}
+    snapshots = {  # the same for every group
+        m.name: previous_snapshot(wh, m.previous_snapshot_of, as_of)
+        for m in per_patient
+        if m.previous_snapshot_of
+    }
     for k in range(n_buckets):
         con.execute(
             f"CREATE OR REPLACE TABLE bucket_patients AS "
@@ -777,12 +806,7 @@ def _full_in_buckets(
             con,
             per_patient,
             lambda what, f, k=k: progress(f"{what} (patients {k + 1}/{n_buckets})", f),
-            previous=lambda m: provide_previous(
-                con,
-                m,
-                previous_snapshot(wh, m.previous_snapshot_of or "", as_of),
-                "bucket_patients",
-            ),
+            previous=lambda m: provide_previous(con, m, snapshots[m.name], "bucket_patients"),
             after=lambda m, step, k=k: write_and_swap(
                 con, m, parts_dir / f"{m.name}.{k:05d}.parquet", step
             ),
@@ -791,30 +815,21 @@ def _full_in_buckets(
             _add_step(merged, st)
     for m in per_patient:
         con.execute(f"DROP VIEW IF EXISTS {m.name}")
-        parts = (
-            "["
-            + ", ".join(
-                sql_literal(str(parts_dir / f"{m.name}.{k:05d}.parquet")) for k in range(n_buckets)
-            )
-            + "]"
-        )
+        parts = sql_list(parts_dir / f"{m.name}.{k:05d}.parquet" for k in range(n_buckets))
         path = out_dir / f"{m.name}.parquet"
         tw = time.perf_counter()
-        if m.order_by[0] == "patient_id":
-            # in file order (insertion order is kept): already the table's order
-            con.execute(
-                f"COPY (SELECT * FROM read_parquet({parts})) TO {sql_literal(str(path))} "
-                "(FORMAT parquet, COMPRESSION zstd)"
-            )
-        else:
-            write_parquet(con, m, path, source=f"read_parquet({parts})")
+        # read in file order, the parts of a table ordered by patient first are in its order
+        write_parquet(
+            con, m, path, f"read_parquet({parts})", in_order=m.order_by[0] == "patient_id"
+        )
         merged[m.name].write_seconds = round(
             merged[m.name].write_seconds + time.perf_counter() - tw, 3
         )
         con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet({sql_literal(str(path))})")
     shutil.rmtree(parts_dir)
-    create_log_view(con, fbv)  # cohort models see the whole log
-    con.execute("DROP TABLE IF EXISTS bucket_patients")
+    create_log_view(con, fbv)  # the whole log again (for its counts below)
+    con.execute("DROP TABLE bucket_patients")
+    con.execute("DROP TABLE patient_bucket")
     # a step's input counts: whole tables, as in a one-group build
     known = {m.name: (merged[m.name].rows, merged[m.name].patients) for m in per_patient}
     if any("log_events" in st.inputs for st in merged.values()):
@@ -823,14 +838,7 @@ def _full_in_buckets(
         for d in st.inputs:
             if d in known:
                 st.inputs[d] = {"rows": known[d][0], "patients": known[d][1]}
-    cohort_steps = run_models(
-        con,
-        cohort,
-        progress,
-        after=lambda m, step: write_and_swap(con, m, out_dir / f"{m.name}.parquet", step),
-        known=known,
-    )
-    return list(merged.values()) + cohort_steps
+    return list(merged.values()) + _run_cohort_models(con, cohort, fbv, out_dir, progress, known)
 
 
 def _add_step(merged: dict[str, StepStats], st: StepStats) -> None:

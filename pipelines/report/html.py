@@ -34,10 +34,8 @@ from pipelines.report.source import (
     STATUSES,
     BuildRef,
     columns_of,
-    sql_list,
-    sql_str,
 )
-from pipelines.warehouse import Warehouse
+from pipelines.warehouse import Warehouse, sql_list, sql_literal
 
 DEFAULT_PATIENTS = 20
 SWIMMER_STATUSES = ("refractory", "pseudo_refractory")
@@ -119,7 +117,7 @@ def _pathways(
 ) -> tuple[list[dict[str, Any]], str]:
     """Distinct pathways (first ``max_steps`` regimens with their outcomes, and the status)
     with their numbers of patients, aggregated in SQL; and the unit (trial or line)."""
-    c = sql_str(cond)
+    c = sql_literal(cond)
     use_lines = (
         _has(con, "treatment_lines", "line_number", "regimen_key")
         and con.execute(f"SELECT count(*) FROM treatment_lines WHERE condition = {c}").fetchone()[0]
@@ -178,7 +176,7 @@ def _pathways(
 def _swimmer_lanes(
     con: duckdb.DuckDBPyConnection, cond: str, n: int, labels: LabelPolicy
 ) -> list[dict[str, Any]]:
-    c = sql_str(cond)
+    c = sql_literal(cond)
     chosen = _rows(
         con,
         f"""

@@ -14,7 +14,8 @@ import pyarrow as pa
 from pipelines.config import ConfigError
 from pipelines.report.export import Column, arrow_schema
 from pipelines.report.pseudonym import pseudonyms
-from pipelines.report.source import STATUSES, BuildRef, columns_of, sql_list, sql_str
+from pipelines.report.source import STATUSES, BuildRef, columns_of
+from pipelines.warehouse import sql_list, sql_literal
 
 PSEUDONYM_COLUMN = "patient_pseudonym"
 
@@ -206,7 +207,7 @@ def patient_report(
 
     def expr(c: Column) -> str:
         if c.name == "build_id":
-            return f"{sql_str(ref.build_id)} AS build_id"
+            return f"{sql_literal(ref.build_id)} AS build_id"
         if c.name in rs_cols:
             if rs_cols[c.name].endswith("[]"):
                 return f"array_to_string(list_sort(rs.{c.name}), ';') AS {c.name}"

@@ -144,11 +144,3 @@ def check_condition(condition: str, cfg: Config, con: duckdb.DuckDBPyConnection)
     if condition not in known:
         raise ConfigError(f"unknown condition {condition!r}; known: {', '.join(known)} (or all)")
     return [condition]
-
-
-def sql_str(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
-def sql_list(items: list[str]) -> str:
-    return "[" + ", ".join(sql_str(i) for i in items) + "]"

@@ -34,9 +34,9 @@ from pipelines.report.source import (
     STATUSES,
     BuildRef,
     columns_of,
-    sql_list,
 )
 from pipelines.report.suppress import Group, suppress
+from pipelines.warehouse import sql_list
 
 DIMENSIONS = ("status", "non_response_explained_by", "trial_outcome", "sensitivity")
 TOTAL = "_total"
