@@ -24,6 +24,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from pipelines.warehouse import sql_literal
 from quality.suites import ENVELOPE_SUITE, Suite
 
 _PATCHED = False
@@ -124,8 +125,7 @@ def validate_parquet(staged: Path, suites: list[Suite]) -> dict[str, dict[str, A
     """Validate a Parquet file against each suite (in GX's own in-memory DuckDB)."""
     ctx = _context()
     ds = _datasource(ctx, "parquet")
-    path = str(staged).replace("'", "''")
-    return _validate(ds, suites, f"read_parquet('{path}')")
+    return _validate(ds, suites, f"read_parquet({sql_literal(staged)})")
 
 
 def unexpected_counts(result: dict[str, Any]) -> dict[str, int]:

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from pipelines.config import Config
+from pipelines.warehouse import sql_literal
 from schemas.contract import Contract, load_contract
 
 QUALITY_DIR = Path(__file__).resolve().parent
@@ -88,7 +89,7 @@ class Suite:
 
 
 def _sql_list(values: tuple[str, ...] | list[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return ", ".join(sql_literal(v) for v in values)
 
 
 def _scope(family: str | None) -> str:

@@ -33,6 +33,7 @@ from pipelines.adapters.options import AdapterOptions
 from pipelines.adapters.sink import ConversionWriter
 from pipelines.adapters.tabular import Table, database_tables, is_table_file, iter_rows, table_name
 from pipelines.adapters.vocab import Vocabulary
+from pipelines.warehouse import sql_literal
 
 MAPPED = (
     "observation_period",
@@ -131,14 +132,14 @@ def _discover(paths: Sequence[Path], out: ConversionWriter, options: AdapterOpti
 
 # -- reference tables ---------------------------------------------------------------------------
 def _relation(t: Table, con: duckdb.DuckDBPyConnection, alias: str) -> str:
-    path = str(t.path).replace("'", "''")
+    path = sql_literal(t.path)
     if t.db_table:
         db = f"db_{abs(hash(str(t.path)))}"
-        con.execute(f"ATTACH IF NOT EXISTS '{path}' AS {db} (READ_ONLY)")
+        con.execute(f"ATTACH IF NOT EXISTS {path} AS {db} (READ_ONLY)")
         return f"{db}.{t.db_table} {alias}"
     if t.path.name.lower().endswith(".parquet"):
-        return f"(SELECT COLUMNS(*)::VARCHAR FROM read_parquet('{path}')) {alias}"
-    return f"read_csv('{path}', all_varchar=true, header=true) {alias}"
+        return f"(SELECT COLUMNS(*)::VARCHAR FROM read_parquet({path})) {alias}"
+    return f"read_csv({path}, all_varchar=true, header=true) {alias}"
 
 
 def _load_reference(by_name: dict[str, Table], ctx: OmopContext, out: ConversionWriter) -> None:

@@ -49,6 +49,8 @@ from pipelines.warehouse import (
     connect,
     fault_point,
     one_thread_each,
+    sql_list,
+    sql_literal,
 )
 from quality import runner
 from quality.suites import Suite, build_suites
@@ -339,10 +341,6 @@ def _peak_rss_mb() -> float:
         return psutil.Process().memory_info().rss / 1e6
 
 
-def _q(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
 def _run_batch(
     con: duckdb.DuckDBPyConnection,
     wh: Warehouse,
@@ -435,13 +433,17 @@ def _run_batch(
     # constants per batch/file are not stored per row; this view adds them back
     names = {i: f.display_path for i, (f, _c) in enumerate(todo)}
     file_case = (
-        ("CASE _file_idx " + " ".join(f"WHEN {i} THEN {_q(n)}" for i, n in names.items()) + " END")
+        (
+            "CASE _file_idx "
+            + " ".join(f"WHEN {i} THEN {sql_literal(n)}" for i, n in names.items())
+            + " END"
+        )
         if names
         else "NULL"
     )
     per_row_constants = (
         f"SELECT * REPLACE (coalesce(source_file, {file_case}) AS source_file), "
-        f"CAST({_q(ingest_time.isoformat(sep=' '))} AS TIMESTAMP) AS ingested_at"
+        f"CAST({sql_literal(ingest_time.isoformat(sep=' '))} AS TIMESTAMP) AS ingested_at"
     )
     con.execute(f"CREATE VIEW staged AS {per_row_constants} FROM checked")
     timings["read_normalise"] = time.perf_counter() - tick
@@ -735,7 +737,7 @@ def _write_log_parts(
         try:
             for statement in setup:
                 cur.execute(statement)
-            copy = f"COPY ({query}) TO {_q(str(path))} (FORMAT parquet, COMPRESSION zstd)"
+            copy = f"COPY ({query}) TO {sql_literal(str(path))} (FORMAT parquet, COMPRESSION zstd)"
             rows = cur.execute(copy).fetchone()[0]
         finally:
             cur.close()
@@ -752,7 +754,7 @@ def _checked_select(
 ) -> str:
     """Normalised rows + family, source default, content hash, derived ids, helper columns
     (NULL until _apply_helper_rules), reasons and the initial outcome: one projection."""
-    default_source = _q(cfg.ingest.default_source) if cfg.ingest.default_source else "NULL"
+    default_source = sql_literal(cfg.ingest.default_source) if cfg.ingest.default_source else "NULL"
     return f"""
         SELECT * EXCLUDE (ingested_at),
                CASE WHEN len(reasons) > 0 THEN 'quarantined' ELSE 'accepted' END AS outcome,
@@ -766,7 +768,7 @@ def _checked_select(
                 FROM (
                     SELECT * REPLACE (coalesce(source, {default_source}) AS source),
                            {family_case(contract)} AS family,
-                           CAST({_q(ingest_time.isoformat(sep=" "))} AS TIMESTAMP) AS ingested_at,
+                           CAST({sql_literal(ingest_time.isoformat(sep=" "))} AS TIMESTAMP) AS ingested_at,
                            CAST(NULL AS TIMESTAMP) AS _first_drug_event_at,
                            CAST(NULL AS VARCHAR) AS _target_patient_id
                     FROM ({stage_sql})
@@ -815,7 +817,7 @@ def _empty_stage(contract: Contract) -> str:
 
 
 def _log_relation(log_files: list[Path], columns: str) -> str:
-    files = "[" + ", ".join(_q(str(p)) for p in log_files) + "]"
+    files = sql_list(log_files)
     return f"(SELECT {columns} FROM read_parquet({files}))"
 
 
@@ -993,7 +995,7 @@ def _write_quarantine_and_duplicates(
             WHERE q._file_idx = {idx} AND q.outcome = 'quarantined'
         """)
         parts.append(f"""
-            SELECT {idx} AS _file_idx, m._row, {_q(todo[idx][0].display_path)} AS source_file,
+            SELECT {idx} AS _file_idx, m._row, {sql_literal(todo[idx][0].display_path)} AS source_file,
                    m._row AS source_row, NULL AS event_id, NULL AS patient_id, NULL AS event_type,
                    ['malformed_row'] AS reasons, m.detail AS conflict_with, m.original
             FROM {raw.table}_malformed m
@@ -1003,7 +1005,7 @@ def _write_quarantine_and_duplicates(
             SELECT {idx} AS _file_idx, CAST(NULL AS BIGINT) AS _row, source_file, source_row,
                    NULL AS event_id, NULL AS patient_id, NULL AS event_type,
                    CAST(reasons AS VARCHAR[]) AS reasons, NULL AS conflict_with, original
-            FROM read_parquet({_q(str(conv.quarantine_path))})
+            FROM read_parquet({sql_literal(str(conv.quarantine_path))})
         """)
     q_path = d_path = None
     if parts:
@@ -1021,9 +1023,9 @@ def _write_quarantine_and_duplicates(
         con.execute(f"""
             COPY (SELECT CAST({batch_id} AS BIGINT) AS batch_id, source_file, source_row, event_id, patient_id,
                          event_type, reasons, conflict_with, original,
-                         CAST({_q(ingest_time.isoformat(sep=" "))} AS TIMESTAMP) AS quarantined_at
+                         CAST({sql_literal(ingest_time.isoformat(sep=" "))} AS TIMESTAMP) AS quarantined_at
                   FROM quarantine ORDER BY _file_idx, source_row NULLS LAST, _row)
-            TO {_q(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
+            TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
         """)
         tmp.rename(q_path)
     n_d = con.execute("SELECT count(*) FROM checked WHERE outcome = 'duplicate'").fetchone()[0]
@@ -1034,7 +1036,7 @@ def _write_quarantine_and_duplicates(
             COPY (SELECT CAST({batch_id} AS BIGINT) AS batch_id, source_file, source_row, source, event_id,
                          other_version AS duplicate_of
                   FROM staged WHERE outcome = 'duplicate' ORDER BY _file_idx, _row)
-            TO {_q(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
+            TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)
         """)
         tmp.rename(d_path)
     return q_path, d_path

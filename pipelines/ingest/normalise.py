@@ -10,14 +10,11 @@ not parse becomes NULL and adds `unparseable_<column>` to ``_parse_errors``.
 from __future__ import annotations
 
 from pipelines.ingest.sources import RawTable
+from pipelines.warehouse import sql_literal
 from schemas.contract import Column, Contract
 
 SEP = "chr(31)"  # unit separator between hashed fields
 NULL_MARK = "chr(0)"
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _ident(s: str) -> str:
@@ -26,7 +23,7 @@ def _ident(s: str) -> str:
 
 def _text_expr(raw: RawTable, source_name: str, jsonl: bool) -> str:
     if jsonl:
-        return f"json_extract_string(_json, {_q('$.' + _json_key(source_name))})"
+        return f"json_extract_string(_json, {sql_literal('$.' + _json_key(source_name))})"
     return f"raw.{_ident(source_name)}"
 
 
@@ -92,7 +89,7 @@ def stage_select(
     if raw.provenance:
         sf = _text_expr(raw, by_lower["_source_file"], jsonl)
         sr = _text_expr(raw, by_lower["_source_row"], jsonl)
-        selects.append(f"coalesce({sf}, {_q(display_path)}) AS source_file")
+        selects.append(f"coalesce({sf}, {sql_literal(display_path)}) AS source_file")
         selects.append(f"coalesce(try_cast({sr} AS BIGINT), raw._row) AS source_row")
     else:  # NULL = this file (named by _file_idx at write time; saves a column of copies)
         selects.append("CAST(NULL AS VARCHAR) AS source_file")
@@ -110,9 +107,9 @@ def stage_select(
                 )
                 + "}"
             )
-            parts.append(f"json_merge_patch(_json, {_q(drop)})")
+            parts.append(f"json_merge_patch(_json, {sql_literal(drop)})")
     elif unknown:
-        struct = ", ".join(f"{_q(n)}: raw.{_ident(n)}" for n in unknown)
+        struct = ", ".join(f"{sql_literal(n)}: raw.{_ident(n)}" for n in unknown)
         parts.append(f"json_merge_patch('{{}}', to_json({{{struct}}}))")
     if "_extra" in by_lower:
         ex = _text_expr(raw, by_lower["_extra"], jsonl)
@@ -137,7 +134,7 @@ def content_hash_expr(contract: Contract) -> str:
 
 def family_case(contract: Contract) -> str:
     arms = " ".join(
-        f"WHEN event_type IN ({', '.join(_q(et) for et in fam.event_types)}) THEN {_q(name)}"
+        f"WHEN event_type IN ({', '.join(sql_literal(et) for et in fam.event_types)}) THEN {sql_literal(name)}"
         for name, fam in contract.families.items()
     )
     return f"CASE {arms} END"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.warehouse import one_thread_each
+from pipelines.warehouse import one_thread_each, sql_literal
 from schemas.contract import Contract
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
@@ -115,10 +115,6 @@ def describe_file(path: Path, display_path: str | None = None) -> InputFile:
     )
 
 
-def _q(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
 def _ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
@@ -174,14 +170,14 @@ def load_raw(
 def _spill_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
     """Replace the in-memory table ``table`` (if it is one) by a view over a Parquet copy."""
     is_table = con.execute(
-        f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {_q(table)}"
+        f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {sql_literal(table)}"
     ).fetchone()[0]
     if not is_table:  # already a view over Parquet (a streamed CSV)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY (SELECT * FROM {table}) TO {_q(str(path))} (FORMAT parquet)")
+    con.execute(f"COPY (SELECT * FROM {table}) TO {sql_literal(str(path))} (FORMAT parquet)")
     con.execute(f"DROP TABLE {table}")
-    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_q(str(path))})")
+    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sql_literal(str(path))})")
 
 
 @dataclass
@@ -213,7 +209,7 @@ def _csv_names(f: InputFile, delimiter: str) -> list[str]:
 def _csv_scan(
     f: InputFile, table: str, names: list[str], delimiter: str, max_line_bytes: int
 ) -> str:
-    cols = "{" + ", ".join(f"{_q(n)}: 'VARCHAR'" for n in names) + "}"
+    cols = "{" + ", ".join(f"{sql_literal(n)}: 'VARCHAR'" for n in names) + "}"
     # max_line_size is ingest.max_line_bytes (default DuckDB's 2 MB): DuckDB reads in buffers of
     # 16 x max_line_size, and with 10 MB a 250 MB file took 4.2 s instead of 3.3 s under the
     # ingest memory limit. No buffer_size here: smaller buffers
@@ -222,10 +218,10 @@ def _csv_scan(
     # compare duckdb/duckdb#25825). rows_read is what DuckDB returns, so the reconciliation
     # would not have caught it.
     return (
-        f"SELECT * FROM read_csv({_q(str(f.path))}, "
-        f"header=true, columns={cols}, delim={_q(delimiter)}, quote='\"', escape='\"', "
-        f"auto_detect=false, store_rejects=true, rejects_scan={_q(table + '_rej_scans')}, "
-        f"rejects_table={_q(table + '_rej_errors')}, max_line_size={int(max_line_bytes)}, "
+        f"SELECT * FROM read_csv({sql_literal(str(f.path))}, "
+        f"header=true, columns={cols}, delim={sql_literal(delimiter)}, quote='\"', escape='\"', "
+        f"auto_detect=false, store_rejects=true, rejects_scan={sql_literal(table + '_rej_scans')}, "
+        f"rejects_table={sql_literal(table + '_rej_errors')}, max_line_size={int(max_line_bytes)}, "
         "null_padding=false)"
     )
 
@@ -246,7 +242,7 @@ def _csv_read_errors(f: InputFile) -> Iterator[None]:
 
 def _copy_csv(cur: duckdb.DuckDBPyConnection, f: InputFile, scan: str, path: Path) -> None:
     with _csv_read_errors(f):
-        cur.execute(f"COPY ({scan}) TO {_q(str(path))} (FORMAT parquet)")
+        cur.execute(f"COPY ({scan}) TO {sql_literal(str(path))} (FORMAT parquet)")
 
 
 def parse_csvs(
@@ -321,7 +317,7 @@ def _load_csv(
             _copy_csv(con, f, _csv_scan(f, table, names, delimiter, max_line_bytes), path)
         con.execute(
             f"CREATE VIEW {table}_parsed AS SELECT * "
-            f"FROM read_parquet({_q(str(path))}, file_row_number = true)"
+            f"FROM read_parquet({sql_literal(str(path))}, file_row_number = true)"
         )
     else:
         scan = _csv_scan(f, table, names, delimiter, max_line_bytes)
@@ -436,11 +432,11 @@ def _load_jsonl(
         con.execute(f"""
             CREATE TABLE {table}_text AS
             SELECT line AS _json
-            FROM read_csv({_q(str(f.path))}, columns={{'line': 'VARCHAR'}}, header=false,
+            FROM read_csv({sql_literal(str(f.path))}, columns={{'line': 'VARCHAR'}}, header=false,
                           delim=chr(1), quote='', escape='', auto_detect=false,
                           max_line_size={int(max_line_bytes)}, strict_mode=false,
-                          store_rejects=true, rejects_scan={_q(rej_scan)},
-                          rejects_table={_q(rej_err)})
+                          store_rejects=true, rejects_scan={sql_literal(rej_scan)},
+                          rejects_table={sql_literal(rej_err)})
         """)
     except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
         raise FileRejected(
@@ -499,7 +495,9 @@ def _load_parquet(
     con: duckdb.DuckDBPyConnection, f: InputFile, table: str, delimiter: str
 ) -> RawTable:
     try:
-        desc = con.execute(f"DESCRIBE SELECT * FROM read_parquet({_q(str(f.path))})").fetchall()
+        desc = con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({sql_literal(str(f.path))})"
+        ).fetchall()
     except (duckdb.InvalidInputException, duckdb.IOException) as e:
         raise FileRejected(
             "unreadable_file", f"{f.name}: cannot read as Parquet ({_short(e)})"
@@ -509,7 +507,7 @@ def _load_parquet(
     con.execute(f"""
         CREATE TABLE {table} AS
         SELECT {casts}, file_row_number + 1 AS _row
-        FROM read_parquet({_q(str(f.path))}, file_row_number=true)
+        FROM read_parquet({sql_literal(str(f.path))}, file_row_number=true)
         ORDER BY file_row_number
     """)
     con.execute(f"CREATE TABLE {table}_malformed (_row BIGINT, original VARCHAR, detail VARCHAR)")
