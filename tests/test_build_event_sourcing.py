@@ -23,11 +23,12 @@ import duckdb
 import pytest
 
 from pipelines.build import layout, reference
+from pipelines.build.models import load_models
 from pipelines.build.publish import prune_builds
-from pipelines.build.runner import build, read_current
+from pipelines.build.runner import build, files_by_version, read_current
 from pipelines.ingest import ingest
 from pipelines.report.source import open_build, published_build
-from pipelines.warehouse import Warehouse
+from pipelines.warehouse import Warehouse, sql_list
 from tests.conftest import REPO, make_cfg
 from tests.event_factory import random_batches
 
@@ -137,6 +138,12 @@ def test_incremental_delta_parts_equal_full_rebuild(tmp_path: Path, batches: lis
     full = make_cfg(tmp_path / "full", quality={"mostly": 0.0})
     ingest_all(full, batches, t0)
     res_full = build(full, as_of=AS_OF, full=True)
+    # the cohort tables' steps record their inputs whole (every patient's latest rows), as a
+    # full rebuild does, not just the recomputed patients' delta
+    cohort = {m.name for m in load_models() if not m.per_patient}
+    full_steps = {s.name: s.inputs for s in res_full.steps if s.name in cohort}
+    inc_steps = {s["name"]: s["inputs"] for s in last["steps"] if s["name"] in cohort}
+    assert inc_steps == full_steps and any(inc_steps.values())
     published = duckdb.connect(str(Warehouse(tmp_path / "inc").duckdb_path), read_only=True)
     reports = open_build(inc, published_build(Warehouse(tmp_path / "inc")))
     try:
@@ -486,23 +493,26 @@ def test_full_build_in_patient_buckets_equals_one_group(
     and status_changes compares with the same earlier snapshot."""
     t0 = datetime(2025, 1, 1)
     results = {}
-    for name, buckets in (("one", 1), ("four", 4)):
-        cfg = make_cfg(tmp_path / name, quality={"mostly": 0.0}, build={"patient_buckets": buckets})
+    for name, buckets in (("one", 1), ("four", 4), ("auto", "auto")):
+        # auto: one group per 700 visible events (about 2,000 here)
+        groups = {"patient_buckets": buckets, "patient_bucket_events": 700}
+        cfg = make_cfg(tmp_path / name, quality={"mostly": 0.0}, build=groups)
         ingest_all(cfg, batches[:5], t0)
         build(cfg, as_of=AS_OF - timedelta(days=30), full=True)  # the snapshot compared with
         ingest_all(cfg, batches[5:], t0 + timedelta(days=1))
         results[name] = build(cfg, as_of=AS_OF, full=True)
-    one, four = results["one"], results["four"]
+    one, four, auto = results["one"], results["four"], results["auto"]
     files = sorted(p.name for p in one.output_dir.glob("*.parquet"))
-    assert files == sorted(p.name for p in four.output_dir.glob("*.parquet"))
-    assert not (four.output_dir / ".parts").exists()
+    for res in (four, auto):
+        assert files == sorted(p.name for p in res.output_dir.glob("*.parquet"))
+        assert not (res.output_dir / ".parts").exists()
     con = duckdb.connect()
     for f in files:
         rows = [
             con.execute(f"SELECT * FROM read_parquet('{d / f}')").fetchall()
-            for d in (one.output_dir, four.output_dir)
+            for d in (one.output_dir, four.output_dir, auto.output_dir)
         ]
-        assert rows[0] == rows[1], f
+        assert rows[0] == rows[1] == rows[2], f
     changes = con.execute(
         f"SELECT count(*) FROM read_parquet('{four.output_dir / 'status_changes.parquet'}') "
         "WHERE previous_as_of_date IS NOT NULL"
@@ -515,9 +525,18 @@ def test_full_build_in_patient_buckets_equals_one_group(
             for s in res.steps
         }
 
-    assert counts(four) == counts(one)
+    assert counts(four) == counts(one) == counts(auto)
     manifest = json.loads((four.output_dir / "build.json").read_text())
     assert manifest["patient_buckets"] == 4
+    manifest = json.loads((auto.output_dir / "build.json").read_text())
+    log = [f for fs in files_by_version(Warehouse(tmp_path / "auto")).values() for f in fs]
+    (visible,) = con.execute(
+        f"SELECT count(*) FROM read_parquet({sql_list(log)}, union_by_name = true) "
+        f"WHERE recorded_at <= '{AS_OF}' AND occurred_at <= '{AS_OF}'"
+    ).fetchone()
+    assert manifest["patient_buckets"] == -(-visible // 700) > 1
+    one_manifest = json.loads((one.output_dir / "build.json").read_text())
+    assert "patient_buckets" not in one_manifest
 
 
 def test_a_model_out_of_memory_names_the_setting_that_splits_the_build(tmp_path: Path) -> None:

@@ -202,8 +202,9 @@ def run_model(con: duckdb.DuckDBPyConnection, model: Model) -> float:
         con.execute(f"CREATE OR REPLACE TABLE {model.name} AS\n{model.sql}")
     except duckdb.Error as e:
         hint = (
-            "\nA full build can compute the per-patient tables for a group of patients at a "
-            "time: set build.patient_buckets (e.g. one group per 10M events)."
+            "\nA full build computes the per-patient tables for groups of patients in turn: "
+            "lower build.patient_bucket_events (with build.patient_buckets: auto) or set "
+            "build.patient_buckets to more groups, or raise engine.memory_limit."
             if isinstance(e, duckdb.OutOfMemoryException) and model.per_patient
             else ""
         )
@@ -499,11 +500,10 @@ def _build_locked(
             affected_patients=affected_n,
         )
         layout_info: dict[str, Any] = {}
-        if mode == "full" and cfg.build.patient_buckets > 1:
-            steps = _full_in_buckets(
-                con, wh, models, fbv, tmp_dir, progress, as_of, cfg.build.patient_buckets
-            )
-            layout_info["patient_buckets"] = cfg.build.patient_buckets
+        n_groups = patient_groups(con, cfg, fbv) if mode == "full" else 1
+        if n_groups > 1:
+            steps = _full_in_buckets(con, wh, models, fbv, tmp_dir, progress, as_of, n_groups)
+            layout_info["patient_buckets"] = n_groups
         elif mode == "full":
             create_log_view(con, fbv)
             steps = run_models(
@@ -760,6 +760,17 @@ def _run_cohort_models(
         after=lambda m, step: write_and_swap(con, m, out_dir / f"{m.name}.parquet", step),
         known=known,
     )
+
+
+def patient_groups(con: duckdb.DuckDBPyConnection, cfg: Config, fbv: dict[int, list[Path]]) -> int:
+    """How many groups of patients a full build computes the per-patient tables for
+    (build.patient_buckets; 'auto': one per build.patient_bucket_events visible events)."""
+    setting = cfg.build.patient_buckets
+    if setting != "auto":
+        return int(setting)
+    create_log_view(con, fbv)
+    (n_events,) = con.execute("SELECT count(*) FROM log_events").fetchone()
+    return max(1, -(-n_events // cfg.build.patient_bucket_events))
 
 
 def _full_in_buckets(
