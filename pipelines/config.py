@@ -182,7 +182,8 @@ class BuildConfig:
         "joins each table's parts into one file in its order; the cohort tables follow as "
         "usual. Same rows in the same order as 1 (all patients at once). 'auto' = one group per "
         "build.patient_bucket_events visible events (rounded up), so the groups depend on the "
-        "log alone, not on the machine. At 100M events with 11.7 GiB, the exposures query of a "
+        "log alone, not on the machine. An incremental build groups the patients it recomputes "
+        "by build.patient_bucket_events whatever this says. At 100M events with 11.7 GiB, the exposures query of a "
         "one-group build failed (DuckDB out of memory) even with the block allocator off; ten "
         "groups ran.",
         int_or_auto=True,

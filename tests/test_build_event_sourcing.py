@@ -94,17 +94,25 @@ def _rows(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple]:
     return con.execute(f"SELECT * FROM {relation} ORDER BY ALL").fetchall()
 
 
-def test_incremental_delta_parts_equal_full_rebuild(tmp_path: Path, batches: list[Path]) -> None:
+@pytest.mark.parametrize("group_events", [None, 100], ids=["one_pass", "patient_groups"])
+def test_incremental_delta_parts_equal_full_rebuild(
+    tmp_path: Path, batches: list[Path], group_events: int | None
+) -> None:
     """Incremental builds add delta parts (only the recomputed patients' rows, beside hard links
     of the previous parts) and compact past build.max_delta_parts, byte-identical to a full
     rebuild; what readers see of a build with delta parts (the published views, the reports'
-    build views, the status snapshot) equals a full rebuild, also once older builds are pruned."""
-    inc = make_cfg(
-        tmp_path / "inc",
-        quality={"mostly": 0.0},
-        build={"incremental_max_affected_fraction": 1.0, "max_delta_parts": 4, "keep_builds": 99},
-    )
+    build views, the status snapshot) equals a full rebuild, also once older builds are pruned.
+    With build.patient_bucket_events small, the builds recompute their patients in groups."""
+    settings = {"incremental_max_affected_fraction": 1.0, "max_delta_parts": 4, "keep_builds": 99}
+    if group_events:
+        settings["patient_bucket_events"] = group_events
+    inc = make_cfg(tmp_path / "inc", quality={"mostly": 0.0}, build=settings)
     manifests = _build_after_every_batch(inc, batches)
+    groups = [m.get("patient_buckets", 1) for m in manifests]
+    if group_events:  # deltas and the compaction (6th) recomputed in groups
+        assert groups[0] > 1 and groups[1] > 1 and groups[5] > 1, groups
+    else:
+        assert groups == [1] * len(manifests)
     n_parts = [max(map(len, m.get("deltas", {}).values()), default=0) for m in manifests]
     assert n_parts == [0, 1, 2, 3, 4, 0, 1, 2]  # the 6th build compacts
     assert manifests[5]["compacted"] and not any(m.get("compacted") for m in manifests[1:5])

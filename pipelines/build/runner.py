@@ -688,26 +688,62 @@ def _incremental(
         info["recomputed"] = layout.RECOMPUTED
         info["deltas"] = {}
 
+    def _link_previous_parts(m: Model) -> None:
+        base, *old_deltas = layout.table_files(prev_dir, m.name, prev_manifest)
+        for f in (base, *old_deltas):
+            layout.link_or_copy(f, out_dir / f.name)
+        info["deltas"][m.name] = [
+            *(f.name for f in old_deltas),
+            layout.delta_file(m.name, build_id),
+        ]
+
     def write_delta(m: Model, step: StepStats) -> None:
         # as in a full build, each table is written as soon as it is computed and the next
         # models read it from its Parquet (here the delta part: the recomputed patients' rows),
         # so DuckDB's memory holds only the table being built
-        base, *old_deltas = layout.table_files(prev_dir, m.name, prev_manifest)
-        for f in (base, *old_deltas):
-            layout.link_or_copy(f, out_dir / f.name)
-        delta = layout.delta_file(m.name, build_id)
-        info["deltas"][m.name] = [*(f.name for f in old_deltas), delta]
-        write_and_swap(con, m, out_dir / delta, step)
+        _link_previous_parts(m)
+        write_and_swap(con, m, out_dir / layout.delta_file(m.name, build_id), step)
 
-    steps = run_models(
-        con,
-        per_patient,
-        progress,
-        previous=lambda m: provide_previous(
-            con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of), "affected"
-        ),
-        after=None if compact else write_delta,
-    )
+    n_groups = patient_groups(con, cfg, fbv, scope="affected")
+    if n_groups > 1:  # the recomputed patients in groups, as a full build's (see there)
+        merged = _per_patient_in_groups(
+            con,
+            per_patient,
+            fbv,
+            out_dir,
+            lambda m: (
+                out_dir
+                / (
+                    f"{m.name}.recomputed.parquet"
+                    if compact
+                    else layout.delta_file(m.name, build_id)
+                )
+            ),
+            progress,
+            {
+                m.name: previous_snapshot(wh, m.previous_snapshot_of, as_of)
+                for m in per_patient
+                if m.previous_snapshot_of
+            },
+            n_groups,
+            scope="affected",
+        )
+        steps = [merged[m.name] for m in per_patient]
+        info["patient_buckets"] = n_groups
+        if not compact:
+            for m in per_patient:
+                _link_previous_parts(m)
+    else:
+        create_log_view(con, fbv, patient_filter="affected")
+        steps = run_models(
+            con,
+            per_patient,
+            progress,
+            previous=lambda m: provide_previous(
+                con, m, previous_snapshot(wh, m.previous_snapshot_of or "", as_of), "affected"
+            ),
+            after=None if compact else write_delta,
+        )
     for s in steps:
         for a in s.attrition:
             a["scope"] = "recomputed patients only"
@@ -720,7 +756,9 @@ def _incremental(
                 SELECT * FROM {old} WHERE patient_id NOT IN (SELECT patient_id FROM affected)
                 UNION ALL BY NAME SELECT * FROM {m.name}
             """)
-            con.execute(f"DROP TABLE {m.name}")
+            recomputed = out_dir / f"{m.name}.recomputed.parquet"  # from groups: a view over it
+            con.execute(f"DROP {'VIEW' if recomputed.exists() else 'TABLE'} {m.name}")
+            recomputed.unlink(missing_ok=True)
             # written from a table, as in a full build: DuckDB's Parquet dictionaries of list
             # columns follow the chunking of the input, and a streamed union chunks differently
             # (the bytes would differ from a full rebuild's though the rows are equal)
@@ -762,13 +800,20 @@ def _run_cohort_models(
     )
 
 
-def patient_groups(con: duckdb.DuckDBPyConnection, cfg: Config, fbv: dict[int, list[Path]]) -> int:
-    """How many groups of patients a full build computes the per-patient tables for
-    (build.patient_buckets; 'auto': one per build.patient_bucket_events visible events)."""
+def patient_groups(
+    con: duckdb.DuckDBPyConnection,
+    cfg: Config,
+    fbv: dict[int, list[Path]],
+    scope: str | None = None,
+) -> int:
+    """How many groups of patients a build computes the per-patient tables for: a full build
+    build.patient_buckets ('auto': one per build.patient_bucket_events visible events); an
+    incremental build (``scope``: the affected patients) one per build.patient_bucket_events
+    visible events of the patients it recomputes."""
     setting = cfg.build.patient_buckets
-    if setting != "auto":
+    if setting != "auto" and scope is None:
         return int(setting)
-    create_log_view(con, fbv)
+    create_log_view(con, fbv, patient_filter=scope)
     (n_events,) = con.execute("SELECT count(*) FROM log_events").fetchone()
     return max(1, -(-n_events // cfg.build.patient_bucket_events))
 
@@ -784,39 +829,78 @@ def _full_in_buckets(
     n_buckets: int,
 ) -> list[StepStats]:
     """A full build that computes the per-patient tables one group of patients at a time
-    (build.patient_buckets): the groups are contiguous ranges of patient ids, so each table's
-    parts, each sorted, joined in group order are the table in its order when it is ordered by
-    patient first (else it is sorted again). Per-patient tables depend only on the patient's
-    events, as incremental builds already rely on; the cohort tables then read the whole
-    tables. The steps' counts, times and attrition are the sums over the groups."""
+    (build.patient_buckets, :func:`_per_patient_in_groups`), then the cohort tables over the
+    whole tables. The steps' counts, times and attrition are the sums over the groups."""
     per_patient = [m for m in models if m.per_patient]
     cohort = [m for m in models if not m.per_patient]
-    create_log_view(con, fbv)
-    con.execute(f"""
-        CREATE OR REPLACE TABLE patient_bucket AS
-        SELECT patient_id, ntile({int(n_buckets)}) OVER (ORDER BY patient_id) - 1 AS bucket
-        FROM (SELECT DISTINCT patient_id FROM log_events)
-    """)
-    parts_dir = out_dir / ".parts"
-    parts_dir.mkdir()
-    merged: dict[str, StepStats] = {}
     snapshots = {  # the same for every group
         m.name: previous_snapshot(wh, m.previous_snapshot_of, as_of)
         for m in per_patient
         if m.previous_snapshot_of
     }
-    for k in range(n_buckets):
+    merged = _per_patient_in_groups(
+        con,
+        per_patient,
+        fbv,
+        out_dir,
+        lambda m: out_dir / f"{m.name}.parquet",
+        progress,
+        snapshots,
+        n_buckets,
+    )
+    create_log_view(con, fbv)  # the whole log again (for its counts below)
+    # a step's input counts: whole tables, as in a one-group build
+    known = {m.name: (merged[m.name].rows, merged[m.name].patients) for m in per_patient}
+    if any("log_events" in st.inputs for st in merged.values()):
+        known["log_events"] = table_stats(con, "log_events", True)
+    for st in merged.values():
+        for d in st.inputs:
+            if d in known:
+                st.inputs[d] = {"rows": known[d][0], "patients": known[d][1]}
+    return list(merged.values()) + _run_cohort_models(con, cohort, fbv, out_dir, progress, known)
+
+
+def _per_patient_in_groups(
+    con: duckdb.DuckDBPyConnection,
+    per_patient: list[Model],
+    fbv: dict[int, list[Path]],
+    work_dir: Path,
+    target: Callable[[Model], Path],
+    progress: Progress,
+    snapshots: dict[str, Path | None],
+    n_groups: int,
+    scope: str | None = None,
+) -> dict[str, StepStats]:
+    """The per-patient tables for the patients of the log (``scope``: a table of the patients
+    to recompute, as in an incremental build) computed for ``n_groups`` groups of them in turn,
+    so DuckDB holds one group's rows at a time. The groups are contiguous ranges of patient ids:
+    each table's group parts, each sorted, joined in group order are the table in its order when
+    it is ordered by patient first (else it is sorted again), written to ``target(model)`` and
+    left as a view of the model's name over it. Per-patient tables depend only on the patient's
+    events (incremental builds rely on it too). Returns the steps, summed over the groups."""
+    create_log_view(con, fbv, patient_filter=scope)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE patient_bucket AS
+        SELECT patient_id, ntile({int(n_groups)}) OVER (ORDER BY patient_id) - 1 AS bucket
+        FROM (SELECT DISTINCT patient_id FROM log_events)
+    """)
+    n_patients = con.execute("SELECT count(*) FROM patient_bucket").fetchone()[0]
+    n_groups = max(1, min(n_groups, n_patients))
+    parts_dir = work_dir / ".parts"
+    parts_dir.mkdir()
+    merged: dict[str, StepStats] = {}
+    for k in range(n_groups):
         con.execute(
             f"CREATE OR REPLACE TABLE bucket_patients AS "
             f"SELECT patient_id FROM patient_bucket WHERE bucket = {k}"
         )
         for m in per_patient:  # the previous group's tables are views over its parts
             con.execute(f"DROP VIEW IF EXISTS {m.name}")
-        create_log_view(con, fbv, patient_filter="bucket_patients")
+        create_log_view(con, fbv, patient_filter="bucket_patients")  # a part of the scope
         steps = run_models(
             con,
             per_patient,
-            lambda what, f, k=k: progress(f"{what} (patients {k + 1}/{n_buckets})", f),
+            lambda what, f, k=k: progress(f"{what} (patients {k + 1}/{n_groups})", f),
             previous=lambda m: provide_previous(con, m, snapshots[m.name], "bucket_patients"),
             after=lambda m, step, k=k: write_and_swap(
                 con, m, parts_dir / f"{m.name}.{k:05d}.parquet", step
@@ -826,8 +910,8 @@ def _full_in_buckets(
             _add_step(merged, st)
     for m in per_patient:
         con.execute(f"DROP VIEW IF EXISTS {m.name}")
-        parts = sql_list(parts_dir / f"{m.name}.{k:05d}.parquet" for k in range(n_buckets))
-        path = out_dir / f"{m.name}.parquet"
+        parts = sql_list(parts_dir / f"{m.name}.{k:05d}.parquet" for k in range(n_groups))
+        path = target(m)
         tw = time.perf_counter()
         # read in file order, the parts of a table ordered by patient first are in its order
         write_parquet(
@@ -838,18 +922,9 @@ def _full_in_buckets(
         )
         con.execute(f"CREATE VIEW {m.name} AS SELECT * FROM read_parquet({sql_literal(str(path))})")
     shutil.rmtree(parts_dir)
-    create_log_view(con, fbv)  # the whole log again (for its counts below)
     con.execute("DROP TABLE bucket_patients")
     con.execute("DROP TABLE patient_bucket")
-    # a step's input counts: whole tables, as in a one-group build
-    known = {m.name: (merged[m.name].rows, merged[m.name].patients) for m in per_patient}
-    if any("log_events" in st.inputs for st in merged.values()):
-        known["log_events"] = table_stats(con, "log_events", True)
-    for st in merged.values():
-        for d in st.inputs:
-            if d in known:
-                st.inputs[d] = {"rows": known[d][0], "patients": known[d][1]}
-    return list(merged.values()) + _run_cohort_models(con, cohort, fbv, out_dir, progress, known)
+    return merged
 
 
 def _add_step(merged: dict[str, StepStats], st: StepStats) -> None:
@@ -866,6 +941,10 @@ def _add_step(merged: dict[str, StepStats], st: StepStats) -> None:
     have.write_seconds = round(have.write_seconds + st.write_seconds, 3)
     for a, b in zip(have.attrition, st.attrition, strict=True):
         a["rows"] += b["rows"]
+    for d, counts in have.inputs.items():  # the groups' inputs are disjoint too
+        for key in ("rows", "patients"):
+            x, y = counts.get(key), st.inputs.get(d, {}).get(key)
+            counts[key] = x + y if x is not None and y is not None else None
 
 
 def render_dry_run(cfg: Config, as_of: datetime, out_dir: Path) -> list[Path]:
