@@ -202,9 +202,10 @@ def run_model(con: duckdb.DuckDBPyConnection, model: Model) -> float:
         con.execute(f"CREATE OR REPLACE TABLE {model.name} AS\n{model.sql}")
     except duckdb.Error as e:
         hint = (
-            "\nA full build computes the per-patient tables for groups of patients in turn: "
-            "lower build.patient_bucket_events (with build.patient_buckets: auto) or set "
-            "build.patient_buckets to more groups, or raise engine.memory_limit."
+            "\nBuilds compute the per-patient tables for groups of patients in turn: lower "
+            "build.patient_bucket_events (the visible events per group; full builds with "
+            "build.patient_buckets: auto, and incremental builds), set build.patient_buckets to "
+            "more groups (full builds), or raise engine.memory_limit."
             if isinstance(e, duckdb.OutOfMemoryException) and model.per_patient
             else ""
         )
