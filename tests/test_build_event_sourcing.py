@@ -113,22 +113,30 @@ def test_incremental_delta_parts_equal_full_rebuild(
         assert groups[0] > 1 and groups[1] > 1 and groups[5] > 1, groups
     else:
         assert groups == [1] * len(manifests)
-    n_parts = [max(map(len, m.get("deltas", {}).values()), default=0) for m in manifests]
+    n_parts = [  # delta parts (a grouped build's delta is one file per group)
+        max((len(layout.delta_builds(m, t)) for t in m.get("deltas", {})), default=0)
+        for m in manifests
+    ]
     assert n_parts == [0, 1, 2, 3, 4, 0, 1, 2]  # the 6th build compacts
     assert manifests[5]["compacted"] and not any(m.get("compacted") for m in manifests[1:5])
     builds = Warehouse(tmp_path / "inc").builds_dir
     t0 = datetime(2025, 1, 1)
-    # the compaction after four delta parts is byte-identical to a full rebuild of its log
-    full6 = make_cfg(tmp_path / "full6", quality={"mostly": 0.0})
+    # the compaction after four delta parts is byte-identical to a full rebuild of its log with
+    # the same settings (with small groups: the same files per group of the whole log's
+    # patients, not the recomputed patients' groups)
+    full6 = make_cfg(tmp_path / "full6", quality={"mostly": 0.0}, build=settings)
     ingest_all(full6, batches[:6], t0)
-    assert digests(builds / manifests[5]["build_id"]) == digests(
-        build(full6, as_of=AS_OF, full=True).output_dir
-    )
+    full6_dir = build(full6, as_of=AS_OF, full=True).output_dir
+    assert digests(builds / manifests[5]["build_id"]) == digests(full6_dir)
+    full6_tables = json.loads((full6_dir / "build.json").read_text())["tables"]
+    assert manifests[5]["tables"] == full6_tables
+    if group_events:
+        assert isinstance(full6_tables["exposures"], list) and len(full6_tables["exposures"]) > 1
     last, before = manifests[-1], manifests[-2]
     inc_dir = builds / last["build_id"]
-    for name, parts in before["deltas"].items():  # the previous parts are the same files
-        for f in (before["tables"][name], *parts):
-            a, b = (builds / before["build_id"] / f).stat(), (inc_dir / f).stat()
+    for name in before["deltas"]:  # the previous parts are the same files
+        for f in layout.table_files(builds / before["build_id"], name, before):
+            a, b = f.stat(), (inc_dir / f.name).stat()
             assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev), f
     # each patient's latest part: its delta holds only the patients the build recomputed
     con = duckdb.connect()
@@ -137,9 +145,13 @@ def test_incremental_delta_parts_equal_full_rebuild(
     latest = {p for p, b in rec.items() if b == int(last["build_id"])}
     seen = set()
     for name, parts in last["deltas"].items():
-        pats = con.execute(f"SELECT DISTINCT patient_id FROM '{inc_dir / parts[-1]}'").fetchall()
-        assert {p for (p,) in pats} <= latest, name
-        seen |= {p for (p,) in pats}
+        mine = [inc_dir / f for f in parts if layout.delta_build_id(f) == int(last["build_id"])]
+        if group_events:  # one delta file per group of the recomputed patients
+            assert len(mine) == last["patient_buckets"] > 1, name
+        pats = con.execute(f"SELECT DISTINCT patient_id FROM read_parquet({sql_list(mine)})")
+        pats = {p for (p,) in pats.fetchall()}
+        assert pats <= latest, name
+        seen |= pats
     assert seen == latest
     prune_builds(Warehouse(tmp_path / "inc"), 1, keep={last["build_id"]})
     assert [p.name for p in builds.iterdir()] == [last["build_id"]]
@@ -510,19 +522,34 @@ def test_full_build_in_patient_buckets_equals_one_group(
         ingest_all(cfg, batches[5:], t0 + timedelta(days=1))
         results[name] = build(cfg, as_of=AS_OF, full=True)
     one, four, auto = results["one"], results["four"], results["auto"]
-    files = sorted(p.name for p in one.output_dir.glob("*.parquet"))
-    for res in (four, auto):
-        assert files == sorted(p.name for p in res.output_dir.glob("*.parquet"))
-        assert not (res.output_dir / ".parts").exists()
+    tables = layout.table_names(one.output_dir)
+    per_patient = {m.name for m in load_models() if m.per_patient}
     con = duckdb.connect()
-    for f in files:
+    for res in (four, auto):
+        m = layout.read_manifest(res.output_dir)
+        assert layout.table_names(res.output_dir) == tables
+        for name in tables:  # a per-patient table: one file per group, in group order
+            files = layout.table_files(res.output_dir, name, m)
+            want = m["patient_buckets"] if name in per_patient else 1
+            assert len(files) == want, name
+            if len(files) > 1:  # contiguous ranges of patient ids
+                ranges = [
+                    con.execute(f"SELECT min(patient_id), max(patient_id) FROM '{f}'").fetchone()
+                    for f in files
+                ]
+                ranges = [r for r in ranges if r[0] is not None]
+                assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:], strict=False)), name
+        assert sorted(p.name for p in res.output_dir.glob("*.parquet")) == sorted(
+            f.name for n in tables for f in layout.table_files(res.output_dir, n, m)
+        )
+    for name in tables:  # the same rows in the same order (files read in group order)
         rows = [
-            con.execute(f"SELECT * FROM read_parquet('{d / f}')").fetchall()
+            con.execute(f"SELECT * FROM {layout.table_relation(d, name)}").fetchall()
             for d in (one.output_dir, four.output_dir, auto.output_dir)
         ]
-        assert rows[0] == rows[1] == rows[2], f
+        assert rows[0] == rows[1] == rows[2], name
     changes = con.execute(
-        f"SELECT count(*) FROM read_parquet('{four.output_dir / 'status_changes.parquet'}') "
+        f"SELECT count(*) FROM {layout.table_relation(four.output_dir, 'status_changes')} "
         "WHERE previous_as_of_date IS NOT NULL"
     ).fetchone()[0]
     assert changes > 0, "no status change against the earlier snapshot: the test shows nothing"

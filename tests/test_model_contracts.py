@@ -393,3 +393,27 @@ def test_patient_alone_equals_patient_in_cohort(patient: str) -> None:
             )
     finally:
         alone.close()
+
+
+def test_per_patient_table_must_be_ordered_by_patient_first(tmp_path) -> None:
+    """A grouped build keeps a per-patient table as one file per range of patient ids, read in
+    group order, so its total order must start with patient_id: a sidecar that orders it
+    otherwise is refused when the models load."""
+    from pipelines.build.models import ModelError
+
+    d = tmp_path / "intermediate"
+    d.mkdir()
+    (d / "supply.sql").write_text("select 1 as supply_id, 'P1' as patient_id")
+    side = (
+        "name: supply\ngrain: one row per supply\nkeys: [supply_id]\ndepends_on: []\n"
+        "per_patient: {pp}\ncolumns:\n  supply_id: Supply.\n  patient_id: Patient.\n{order}"
+    )
+    (d / "supply.yml").write_text(side.format(pp="true", order=""))
+    with pytest.raises(ModelError, match="order_by must start with patient_id"):
+        load_models(tmp_path)
+    (d / "supply.yml").write_text(
+        side.format(pp="true", order="order_by: [patient_id, supply_id]\n")
+    )
+    assert load_models(tmp_path)[0].order_by == ("patient_id", "supply_id")
+    (d / "supply.yml").write_text(side.format(pp="false", order=""))  # a cohort table may
+    assert load_models(tmp_path)[0].order_by == ("supply_id",)

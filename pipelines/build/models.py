@@ -7,7 +7,8 @@
     description: ...
     grain: one row per patient x ingredient x era
     keys: [patient_id, ingredient, era_start_date]      # unique together (tested)
-    order_by: [...]                 # total order of the Parquet output (default: keys)
+    order_by: [...]                 # total order of the Parquet output (default: keys;
+                                    # a per-patient table's starts with patient_id)
     depends_on: [exposures]         # upstream models (the runner orders by these)
     per_patient: true               # depends only on each patient's own events
     columns: {col: meaning, ...}    # every output column, documented
@@ -84,6 +85,10 @@ def _load_model(sql_path: Path) -> Model:
         raise ModelError(f"{side_path}: key column(s) {missing} not documented under columns")
     if side["per_patient"] and "patient_id" not in columns:
         raise ModelError(f"{side_path}: per-patient tables must carry patient_id")
+    order_by = tuple(side.get("order_by") or keys)
+    if side["per_patient"] and order_by[:1] != ("patient_id",):
+        # a grouped build keeps such a table as one file per range of patient ids, in order
+        raise ModelError(f"{side_path}: a per-patient table's order_by must start with patient_id")
     return Model(
         name=name,
         layer=layer,
@@ -91,7 +96,7 @@ def _load_model(sql_path: Path) -> Model:
         description=" ".join(str(side.get("description", "")).split()),
         grain=str(side["grain"]),
         keys=keys,
-        order_by=tuple(side.get("order_by") or keys),
+        order_by=order_by,
         depends_on=tuple(side["depends_on"] or ()),
         per_patient=bool(side["per_patient"]),
         columns=columns,
