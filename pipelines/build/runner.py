@@ -330,15 +330,11 @@ def write_parquet(
     model: Model,
     path: Path,
     source: str | None = None,
-    *,
-    in_order: bool = False,
 ) -> None:
-    """The model's table (or ``source``) as Parquet in the table's order; ``in_order``: the
-    source already is (its insertion order is kept), so it is not sorted again."""
-    order = "" if in_order else " ORDER BY " + ", ".join(model.order_by)
+    """The model's table (or ``source``) as Parquet in the table's order."""
     src = source or model.name
     con.execute(
-        f"COPY (SELECT * FROM {src}{order}) TO {sql_literal(str(path))} "
+        f"COPY (SELECT * FROM {src} ORDER BY {', '.join(model.order_by)}) TO {sql_literal(str(path))} "
         "(FORMAT parquet, COMPRESSION zstd)"
     )
 
@@ -711,6 +707,7 @@ def _incremental(
         _link_previous_parts(m, [layout.delta_file(m.name, build_id)])
         write_and_swap(con, m, out_dir / layout.delta_file(m.name, build_id), step)
 
+    recomputed_files: dict[str, list[Path]] = {}  # compaction: the groups' recomputed rows
     n_groups = patient_groups(con, cfg, fbv, scope="affected")
     if n_groups > 1:  # the recomputed patients in groups, as a full build's (see there)
         merged, files = _per_patient_in_groups(
@@ -736,7 +733,9 @@ def _incremental(
         )
         steps = [merged[m.name] for m in per_patient]
         info["patient_buckets"] = len(next(iter(files.values())))
-        if not compact:
+        if compact:
+            recomputed_files = files
+        else:
             for m in per_patient:
                 _link_previous_parts(m, [f.name for f in files[m.name]])
     else:
@@ -790,7 +789,7 @@ def _incremental(
                 step.write_seconds = round(step.write_seconds + time.perf_counter() - tw, 3)
                 con.execute(f"DROP TABLE merged_{m.name}")
                 paths.append(path)
-            recomputed = sorted(out_dir.glob(f"{m.name}.recomputed.part-*.parquet"))
+            recomputed = recomputed_files.get(m.name, [])
             con.execute(f"DROP {'VIEW' if recomputed else 'TABLE'} {m.name}")  # groups: a view
             for f in recomputed:
                 f.unlink()
