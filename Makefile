@@ -23,9 +23,10 @@ SAMPLE_AS_OF ?= 2025-01-31
 run: $(STAMP)
 	$(BIN)/txh run --as-of $(SAMPLE_AS_OF)
 
-## test: set up and run the test suite
+## test: set up and run the test suite, one worker per core (pytest-xdist; tests are independent,
+## each in its own temporary folder). Plain `pytest` runs them in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 ## bench: end-to-end benchmarks at 1M and 10M generated events (writes bench/out/)
 bench: $(STAMP)
