@@ -14,7 +14,10 @@
 -- ingredient for that RxNorm/ATC code.
 with
 
-log as (
+-- read where used, never copied: DuckDB would otherwise materialise this CTE (it is referenced
+-- twice), a copy of every column of the visible log (at 10M events, alone on the whole log:
+-- 8.1-11.2 s -> 6.7-10.7 s, same rows)
+log as not materialized (
     select * from log_events
 ),
 
