@@ -66,3 +66,22 @@ def test_markdown_states_the_bounds_and_marks_what_was_not_measured() -> None:
     assert bounds[0].startswith("| events | build floor (log) | outputs floor |")
     assert bounds[2] == "| 998 | 0.2 s | ? s | ?x | ?x | ? | 50.0% |"
     assert bounds[3] == "| 998 | 0.2 s | 0.8 s | 4.0x | 3.75x | 25.0% | 50.0% |"
+
+
+def test_bench_size_measures_every_floor_and_the_incremental_share(tmp_path: Path) -> None:
+    """The whole bench on a tiny cohort: the figures the README's tables are made of."""
+    from pipelines.bench import bench_size
+
+    r = bench_size(20_000, tmp_path, seed=5)
+    assert r["ingest"]["rc"] == r["build"]["rc"] == r["run_full"]["rc"] == 0
+    assert r["ingest"]["reconciled"] is True
+    assert len(r["io_floor_outputs_runs"]) == 3
+    assert r["io_floor_outputs_seconds"] in r["io_floor_outputs_runs"]
+    assert r["build"]["ratio_to_outputs_floor"] == round(
+        r["build"]["seconds"] / r["io_floor_outputs_seconds"], 2
+    )
+    inc = r["run_incremental"]
+    assert inc["rc"] == 0 and inc["build_mode"] == "incremental"
+    assert inc["affected_patients"] > 0 and 0 < inc["affected_fraction"] < 1
+    text = markdown([r])
+    assert "?" not in text.split("\n\n")[1]
