@@ -11,8 +11,9 @@ For each size, in a scratch directory (default bench/out/, git-ignored):
      a build spends writing what it must produce, whatever it computes
   5. `txh run` end to end from an empty warehouse on the same inputs (ingest + build + reports)
   6. incremental: `txh run` on the last (~1%) delivery, same as-of date
-Results go to <out>/results.json and a Markdown table printed at the end (copied into the
-README's performance section by hand, with the date and machine).
+Results go to <out>/results.json and two Markdown tables printed at the end (the figures,
+and what bounds the targets), copied into the README's performance section by hand, with the
+date and machine.
 Peak memory is the child's maximum resident set size from wait4(2) (the whole process: Python,
 DuckDB, great-expectations).
 """
@@ -273,6 +274,11 @@ def _delivery_order(cohort: Path) -> list[Path]:
     return [cohort / "deliveries" / Path(r[0]).name for r in rows]
 
 
+def _events(r: dict[str, Any]) -> int:
+    """The events a size generated (the target if the generator did not say)."""
+    return r.get("events_generated") or r["events_target"]
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = [
         "| events | I/O floor (inputs) | ingest | ratio | ingest peak RSS | build (full) | "
@@ -282,7 +288,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.get('events_generated') or r['events_target']:,} | {r['io_floor_inputs_seconds']} s | "
+            f"| {_events(r):,} | {r['io_floor_inputs_seconds']} s | "
             f"{r['ingest']['seconds']} s | {r['ingest']['ratio_to_floor']}x | "
             f"{r['ingest']['peak_rss_mb']} MB | {r['build']['seconds']} s | "
             f"{r['io_floor_log_seconds']} s | {r['build']['ratio_to_floor']}x | "
@@ -302,7 +308,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     for r in results:
         aff = r["run_incremental"].get("affected_fraction")
         lines.append(
-            f"| {r.get('events_generated') or r['events_target']:,} | "
+            f"| {_events(r):,} | "
             f"{r['io_floor_log_seconds']} s | {r.get('io_floor_outputs_seconds', '?')} s | "
             f"{r.get('io_floor_outputs_to_log_floor', '?')}x | "
             f"{r['build'].get('ratio_to_outputs_floor', '?')}x | "
